@@ -1,0 +1,99 @@
+"""The composition root: ``create_app`` builds every object, wires them together and owns Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from . import appkeys, keyring
+from .auth import Authenticator
+from .clock import Clock, system_clock
+from .cookies import CookiePolicy
+from .embedded import EmbeddedRedis
+from .middleware import auth_middleware, error_middleware, security_headers
+from .passwords import Passwords
+from .paths import Paths
+from .refresh import RefreshTokens
+from .routes import setup_routes
+from .sessions import SessionStore
+from .settings import Settings
+from .store import KeySpace, Redis, connect
+from .tokens import TokenCodec
+from .users import UserStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authenticator:
+    """The core, wired: also used by the CLI, which needs it without a web application."""
+    keys_dir = settings.storage.data_dir / "keys"
+    ring = keyring.load_or_create(keys_dir, settings.tokens.algorithm)
+    space = KeySpace(settings.redis.key_prefix)
+    return Authenticator(
+        users=UserStore(redis, space),
+        sessions=SessionStore(redis, space, settings.sessions),
+        passwords=Passwords(settings.passwords),
+        codec=TokenCodec(settings.tokens, ring, clock),
+        refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),
+        clock=clock,
+    )
+
+
+def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
+    """A client for ``redis.url``, or for the embedded server (not yet started) when it is empty."""
+    if settings.redis.url:
+        return connect(settings.redis.url, settings.redis), None
+    embedded = EmbeddedRedis(settings.storage.data_dir)
+    return connect(embedded.url, settings.redis), embedded
+
+
+def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
+    """The service as an aiohttp application. With ``redis`` given, the caller owns that client."""
+    clock = clock or system_clock
+    embedded = None
+    if redis is None:
+        redis, embedded = open_redis(settings)
+        owns_client = True
+    else:
+        owns_client = False
+    paths = Paths(settings)
+    cookies = CookiePolicy(settings, paths, clock)
+    auth = build_authenticator(settings, redis, clock)
+
+    app = web.Application(
+        client_max_size=settings.server.max_body,
+        middlewares=[
+            error_middleware(cookies, paths),  # outermost: every error below becomes one clear answer
+            auth_middleware(auth, cookies, paths),  # attaches the user; expiry surfaces as a refresh hop
+        ],
+    )
+    app[appkeys.settings] = settings
+    app[appkeys.authenticator] = auth
+    app[appkeys.cookies] = cookies
+    app[appkeys.paths] = paths
+    app[appkeys.redis] = redis
+    app.on_response_prepare.append(security_headers(paths))
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True)
+    env.globals["paths"] = paths
+    setup_routes(app, paths, str(ROOT / "static"))
+    app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
+    return app
+
+
+def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: bool):  # type: ignore[no-untyped-def]
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if embedded is not None:
+            await embedded.start()
+        try:
+            yield
+        finally:
+            if owns_client:
+                await redis.aclose()
+            if embedded is not None:
+                await embedded.stop()
+
+    return lifetime

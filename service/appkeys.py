@@ -1,0 +1,33 @@
+"""Every typed key the service stores on the application or on a request, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp import web
+
+from .auth import Authenticator
+from .cookies import CookiePolicy
+from .paths import Paths
+from .settings import Settings
+from .store import Redis
+from .tokens import AccessClaims
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthState:
+    """What the auth middleware learned about a request's access cookie."""
+
+    user: AccessClaims | None = None
+    expired: AccessClaims | None = None  # authentic but expired: a refresh may help
+    stale: bool = False  # forged, malformed or its session ended: clear it
+
+
+settings = web.AppKey("settings", Settings)
+authenticator = web.AppKey("authenticator", Authenticator)
+cookies = web.AppKey("cookies", CookiePolicy)
+paths = web.AppKey("paths", Paths)
+redis = web.AppKey("redis", Redis)
+
+auth_state = web.RequestKey("auth_state", AuthState)
+login_attempt = web.RequestKey("login_attempt", dict)

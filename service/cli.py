@@ -1,0 +1,148 @@
+"""The command line: ``python -m service [--settings FILE] [serve | users ...]``; the only argv parser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from . import settings as settings_module
+from .app import build_authenticator, create_app, open_redis
+from .auth import Authenticator
+from .clock import system_clock
+from .errors import ServiceError, SettingsError, UserError
+from .settings import Settings
+
+DEFAULT_SETTINGS = Path("settings.toml")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        path = args.settings or (DEFAULT_SETTINGS if DEFAULT_SETTINGS.exists() else None)
+        settings = settings_module.load(path)
+        if args.command is None:
+            return _serve(settings, host=None, port=None)
+        if args.command == "serve":
+            return _serve(settings, host=args.host, port=args.port)
+            return _serve(settings, args)
+        return asyncio.run(_users(settings, args))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Cookie sessions over JWT.")
+    parser.add_argument("--settings", type=Path, help="settings file (default: ./settings.toml if present)")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the web service (the default)")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    users = commands.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    for action, text in (("add", "create a user"), ("passwd", "set a new password; ends their sessions")):
+        command = users.add_parser(action, help=text)
+        command.add_argument("name")
+        command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    for action, text in (("disable", "forbid sign-in and end every session"), ("enable", "allow sign-in again"),
+                         ("remove", "delete the user and end every session")):
+        users.add_parser(action, help=text).add_argument("name")
+    users.add_parser("list", help="list users")
+    return parser
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    host = host or settings.server.host
+    port = port or settings.server.port
+    web.run_app(create_app(settings), host=host, port=port, access_log=None,
+                print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
+    return 0
+
+
+async def _users(settings: Settings, args: argparse.Namespace) -> int:
+    redis, embedded = open_redis(settings)
+    if embedded is not None:
+        await embedded.start()
+    try:
+        auth = build_authenticator(settings, redis, system_clock)
+        await _ACTIONS[args.action](auth, args)
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _add(auth: Authenticator, args: argparse.Namespace) -> None:
+    password = _read_password(args.password_stdin, auth)
+    user = await auth.users.create(args.name, await auth.passwords.hash(password), time.time())
+    print(f"created user {user.name}")
+
+
+async def _passwd(auth: Authenticator, args: argparse.Namespace) -> None:
+    user = await auth.users.require(args.name)
+    password = _read_password(args.password_stdin, auth)
+    await auth.users.set_password_hash(user.id, await auth.passwords.hash(password))
+    ended = await auth.logout_everywhere(user.id)
+    print(f"password changed for {user.name}; {ended} session(s) ended")
+
+
+async def _disable(auth: Authenticator, args: argparse.Namespace) -> None:
+    user = await auth.users.require(args.name)
+    await auth.users.set_disabled(user.id, True)
+    ended = await auth.logout_everywhere(user.id)
+    print(f"disabled {user.name}; {ended} session(s) ended")
+
+
+async def _enable(auth: Authenticator, args: argparse.Namespace) -> None:
+    user = await auth.users.require(args.name)
+    await auth.users.set_disabled(user.id, False)
+    print(f"enabled {user.name}")
+
+
+async def _remove(auth: Authenticator, args: argparse.Namespace) -> None:
+    user = await auth.users.require(args.name)
+    await auth.users.set_disabled(user.id, True)  # a refresh racing the removal fails too
+    ended = await auth.logout_everywhere(user.id)
+    await auth.users.remove(user)
+    print(f"removed {user.name}; {ended} session(s) ended")
+
+
+async def _list(auth: Authenticator, args: argparse.Namespace) -> None:
+    for user in await auth.users.all():
+        sessions = len(await auth.sessions.list(user.id))
+        state = "disabled" if user.disabled else "active"
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(user.created))
+        print(f"{user.name}\t{state}\tcreated {created} UTC\t{sessions} session(s)")
+
+
+_ACTIONS: dict[str, Callable[[Authenticator, argparse.Namespace], Awaitable[None]]] = {
+    "add": _add, "passwd": _passwd, "disable": _disable, "enable": _enable, "remove": _remove, "list": _list,
+}
+
+
+def _read_password(from_stdin: bool, auth: Authenticator) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise UserError("the passwords do not match")
+    else:
+        raise UserError("no terminal to ask for a password: use --password-stdin")
+    auth.passwords.check_policy(password)
+    return password

@@ -1,0 +1,51 @@
+"""The cookie policy: names and attributes of the two session cookies, read, set and cleared in pairs.
+
+No other module knows a cookie's name or path. Setting and clearing read the same attributes, so a
+clear always matches what was set (a clear with another Path is a silent no-op in browsers).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .auth import Issued
+from .clock import Clock
+from .paths import Paths
+from .settings import Settings
+
+
+class CookiePolicy:
+    """``access``: the JWT, Path=/ (prefix). ``refresh``: the opaque token, Path=the refresh prefix only."""
+
+    def __init__(self, settings: Settings, paths: Paths, clock: Clock) -> None:
+        secure = settings.cookies.secure
+        # SECURITY: RFC 6265bis §4.1.3 — __Host- pins Secure, no Domain, Path=/; a path-scoped cookie
+        # can only be __Secure- (ASVS 5.0 3.3.1). Without Secure the prefixes would be refused.
+        self.access_name = "__Host-access" if secure and not paths.prefix else ("__Secure-access" if secure else "access")
+        self.refresh_name = "__Secure-refresh" if secure else "refresh"
+        self._access_path = paths.home if paths.prefix else "/"
+        self._refresh_path = paths.refresh_scope
+        self._common = {"secure": secure, "httponly": True, "samesite": settings.cookies.samesite}
+        self._clock = clock
+
+    def read_access(self, request: web.BaseRequest) -> str | None:
+        return request.cookies.get(self.access_name) or None
+
+    def read_refresh(self, request: web.BaseRequest) -> str | None:
+        return request.cookies.get(self.refresh_name) or None
+
+    def set_session(self, response: web.StreamResponse, issued: Issued) -> None:
+        """Both cookies live until the session's absolute deadline: an expired access JWT must still
+        reach the middleware, which can only refresh what it can see."""
+        max_age = max(0, int(issued.refresh_expires - self._clock()))
+        response.set_cookie(self.access_name, issued.access, max_age=max_age, path=self._access_path,
+                            **self._common)
+        response.set_cookie(self.refresh_name, issued.refresh, max_age=max_age, path=self._refresh_path,
+                            **self._common)
+
+    def clear_session(self, response: web.StreamResponse) -> None:
+        self.clear_access(response)
+        response.del_cookie(self.refresh_name, path=self._refresh_path, **self._common)
+
+    def clear_access(self, response: web.StreamResponse) -> None:
+        response.del_cookie(self.access_name, path=self._access_path, **self._common)

@@ -1,0 +1,68 @@
+"""The service's one exception tree: every failure the core can report, with its data as attributes.
+
+Libraries' own exceptions (``jwt.*``, ``argon2.*``, ``redis.*``) are translated into these in the
+module that wraps the library; ``middleware.py`` maps each family to an HTTP answer in one table.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class; never raised directly."""
+
+
+class SettingsError(ServiceError):
+    """A setting is missing or invalid; startup stops with this one line."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"setting {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StoreUnavailable(ServiceError):
+    """Redis cannot be reached or answered with an error; never a verdict about a session."""
+
+
+class TokenError(ServiceError):
+    """An access token is malformed, forged, of the wrong type, or otherwise unusable."""
+
+
+class TokenExpired(TokenError):
+    """An authentic access token whose ``exp`` has passed; the claims are still readable."""
+
+    def __init__(self, claims: object) -> None:
+        super().__init__("access token expired")
+        self.claims = claims
+
+
+class AuthenticationRequired(ServiceError):
+    """The request needs a signed-in user and has none; ``refreshable`` says a refresh may help."""
+
+    def __init__(self, reason: str, *, refreshable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.refreshable = refreshable
+
+
+class RefreshFailed(ServiceError):
+    """A refresh token could not be used: missing, invalid, expired, revoked, or reused."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CredentialsError(ServiceError):
+    """Login failed. One message for every cause, so the answer never tells which one."""
+
+    def __init__(self) -> None:
+        super().__init__("Incorrect username or password.")
+
+
+class InvalidInput(ServiceError):
+    """A request body, form or parameter is malformed or too large."""
+
+
+class UserError(ServiceError):
+    """A user-management command cannot be carried out (unknown user, name taken, bad name)."""

@@ -1,0 +1,1 @@
+"""HTTP handlers: each parses its input, makes one core call and renders the answer."""

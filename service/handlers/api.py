@@ -1,0 +1,29 @@
+"""JSON endpoints and the refresh endpoint that the auto-refresh hop goes through."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import appkeys
+from ..middleware import require_user
+
+
+async def refresh(request: web.Request) -> web.StreamResponse:
+    """Rotate the refresh token. With ``next`` (the middleware's hop) or on GET, answer ``307 → next``,
+    so the browser replays the original request with fresh cookies; otherwise answer JSON."""
+    app = request.app
+    issued = await app[appkeys.authenticator].refresh(app[appkeys.cookies].read_refresh(request))
+    if "next" in request.query or request.method == "GET":
+        next_path = app[appkeys.paths].safe_next(request.query.get("next"))
+        response: web.StreamResponse = web.Response(status=307, headers={"Location": next_path})
+    else:
+        response = web.json_response({"access_expires": issued.claims.expires_at,
+                                      "session_expires": int(issued.refresh_expires)})
+    app[appkeys.cookies].set_session(response, issued)
+    return response
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    return web.json_response({"id": user.user_id, "name": user.username, "session": user.session_id,
+                              "access_expires": user.expires_at})

@@ -1,0 +1,59 @@
+"""HTML pages and the form endpoints behind them: login, logout, the signed-in home page."""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from .. import appkeys
+from ..middleware import require_user
+from ..negotiate import client, read_fields, wants_html
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    paths = request.app[appkeys.paths]
+    next_path = paths.safe_next(request.query.get("next"))
+    if request[appkeys.auth_state].user is not None:
+        return web.Response(status=303, headers={"Location": next_path})
+    return aiohttp_jinja2.render_template("login.html", request, {"next": next_path, "username": ""})
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    fields = await read_fields(request, "username", "password", "next")
+    next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
+    request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path}
+    previous = request[appkeys.auth_state].user
+    issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request))
+    if previous is not None:  # a new sign-in never inherits the old session (fixation)
+        await app[appkeys.authenticator].logout(previous)
+    if request.content_type == "application/json":
+        response: web.StreamResponse = web.json_response({
+            "user": {"id": issued.claims.user_id, "name": issued.claims.username},
+            "session": issued.claims.session_id,
+            "access_expires": issued.claims.expires_at,
+            "session_expires": int(issued.refresh_expires),
+        })
+    else:
+        response = web.Response(status=303, headers={"Location": next_path})
+    app[appkeys.cookies].set_session(response, issued)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    state = request[appkeys.auth_state]
+    claims = state.user or state.expired
+    if claims is not None:
+        await app[appkeys.authenticator].logout(claims)
+    response: web.StreamResponse = (
+        web.Response(status=303, headers={"Location": app[appkeys.paths].login})
+        if wants_html(request) else web.Response(status=204)
+    )
+    app[appkeys.cookies].clear_session(response)
+    return response
+
+
+@aiohttp_jinja2.template("home.html")
+async def home(request: web.Request) -> dict[str, object]:
+    return {"user": require_user(request)}

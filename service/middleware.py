@@ -1,0 +1,145 @@
+"""Middleware: every service error mapped to HTTP in one table, security headers, and authentication
+with server-side auto-refresh.
+
+Auto-refresh: a request whose access JWT is authentic but expired, on a route that needs a user,
+is answered ``307 → <refresh>?next=<path>``. The refresh endpoint — the only path that receives the
+path-scoped refresh cookie — rotates, sets both cookies and answers ``307 → next``. Browsers and
+``fetch()`` follow 307 replaying method and body, so navigations, form POSTs and API calls all
+survive expiry, and the original request reaches its handler exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from . import appkeys
+from .auth import Authenticator
+from .cookies import CookiePolicy
+from .errors import (AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, ServiceError,
+                     StoreUnavailable, TokenError, TokenExpired)
+from .negotiate import wants_html
+from .paths import Paths
+from .tokens import AccessClaims
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("service")
+
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def require_user(request: web.Request) -> AccessClaims:
+    """The signed-in user, or :class:`AuthenticationRequired` (refreshable if the token just expired)."""
+    state = request[appkeys.auth_state]
+    if state.user is not None:
+        return state.user
+    raise AuthenticationRequired("not signed in", refreshable=state.expired is not None)
+
+
+def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths) -> web.middleware:
+    """Attach an :class:`~service.appkeys.AuthState` to every request that is not for static files."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        state = appkeys.AuthState()
+        token = None if request.path.startswith(paths.static + "/") else cookies.read_access(request)
+        if token is not None:
+            try:
+                state = appkeys.AuthState(user=await auth.authenticate(token))
+            except TokenExpired as expired:
+                state = appkeys.AuthState(expired=expired.claims)  # type: ignore[arg-type]
+            except (TokenError, AuthenticationRequired):
+                state = appkeys.AuthState(stale=True)
+        request[appkeys.auth_state] = state
+        return await handler(request)
+
+    return authenticate
+
+
+def error_middleware(cookies: CookiePolicy, paths: Paths) -> web.middleware:
+    """The one table from service errors to HTTP answers; unexpected errors become a plain 500."""
+
+    @web.middleware
+    async def map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except AuthenticationRequired as exc:
+            return _unauthenticated(request, exc, cookies, paths)
+        except RefreshFailed:
+            return _refresh_failed(request, cookies, paths)
+        except CredentialsError as exc:
+            return _login_failed(request, exc)
+        except InvalidInput as exc:
+            return _problem(request, 400, "invalid_input", str(exc))
+        except StoreUnavailable:
+            log.exception("store unavailable")
+            response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")
+            response.headers["Retry-After"] = "1"
+            return response
+        except ServiceError:
+            log.exception("unmapped service error")
+            return _problem(request, 500, "internal", "Something went wrong.")
+        except Exception:
+            log.exception("unhandled error")
+            return _problem(request, 500, "internal", "Something went wrong.")
+
+    return map_errors
+
+
+def _unauthenticated(request: web.Request, exc: AuthenticationRequired, cookies: CookiePolicy,
+                     paths: Paths) -> web.StreamResponse:
+    here = request.path_qs if request.method in _SAFE_METHODS else paths.home
+    if exc.refreshable:
+        # The original method and body ride along: 307 makes the browser replay both.
+        return web.Response(status=307, headers={"Location": paths.refresh_url(request.path_qs)})
+    response = _to_login(request, paths, paths.safe_next(here))
+    if request[appkeys.auth_state].stale:
+        cookies.clear_access(response)
+    return response
+
+
+def _refresh_failed(request: web.Request, cookies: CookiePolicy, paths: Paths) -> web.StreamResponse:
+    response = _to_login(request, paths, paths.safe_next(request.query.get("next")))
+    cookies.clear_session(response)
+    return response
+
+
+def _to_login(request: web.Request, paths: Paths, next_path: str) -> web.StreamResponse:
+    if wants_html(request):
+        return web.Response(status=303, headers={"Location": paths.login_url(next_path)})
+    return web.json_response({"error": "unauthenticated", "login": paths.login_url(next_path)}, status=401)
+
+
+def _login_failed(request: web.Request, exc: CredentialsError) -> web.StreamResponse:
+    if request.content_type == "application/json" or not wants_html(request):
+        return web.json_response({"error": "invalid_credentials", "message": str(exc)}, status=401)
+    context = dict(request.get(appkeys.login_attempt, {}), error=str(exc))
+    return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+
+
+def _problem(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:
+    if wants_html(request):
+        return aiohttp_jinja2.render_template("error.html", request, {"status": status, "message": message},
+                                              status=status)
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def security_headers(paths: Paths) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` hook, so raised and error responses get the headers too."""
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Content-Security-Policy",
+                           "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        if not request.path.startswith(paths.static + "/"):
+            headers["Cache-Control"] = "no-store"
+
+    return add_headers

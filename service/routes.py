@@ -1,0 +1,21 @@
+"""The route table: every path the service answers, under the configured prefix."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .handlers import api, ops, pages
+from .paths import Paths
+
+
+def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
+    p = paths.prefix
+    app.router.add_get(paths.home, pages.home, name="home")
+    app.router.add_get(paths.login, pages.login_form, name="login")
+    app.router.add_post(paths.login, pages.login)
+    app.router.add_post(paths.logout, pages.logout, name="logout")
+    app.router.add_route("*", paths.refresh, api.refresh, name="refresh")
+    app.router.add_get(p + "/api/me", api.me, name="me")
+    app.router.add_get(p + "/healthz", ops.healthz, name="healthz")
+    app.router.add_get(p + "/readyz", ops.readyz, name="readyz")
+    app.router.add_static(paths.static, static_dir, name="static")

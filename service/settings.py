@@ -1,0 +1,221 @@
+"""Settings: ``settings.toml`` plus ``SERVICE__SECTION__KEY`` environment overrides, validated once and frozen.
+
+Every key has its default here and its documentation in ``settings.toml``. A bad value raises
+:class:`~service.errors.SettingsError` naming the key, so startup stops with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from .errors import SettingsError
+
+ENV_PREFIX = "SERVICE__"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+SameSite = Literal["Lax", "Strict"]
+Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+
+
+class Secret(str):
+    """A string that never shows its value in ``repr`` (and so never in a logged settings dump)."""
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+
+class Duration(float):
+    """Seconds; parsed from ``90``, ``90s``, ``5m``, ``12h`` or ``14d``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    url_prefix: str = ""
+    max_body: int = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path = Path("data")
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisSettings:
+    url: Secret = Secret("")
+    key_prefix: str = "sess:"
+    timeout: Duration = Duration(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSettings:
+    access_ttl: Duration = Duration(300)
+    algorithm: Algorithm = "EdDSA"
+    issuer: str = "cookie-session"
+    audience: str = "cookie-session"
+    leeway: Duration = Duration(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSettings:
+    idle_timeout: Duration = Duration(12 * 3600)
+    absolute_timeout: Duration = Duration(14 * 86400)
+    refresh_reuse_grace: Duration = Duration(10)
+
+
+@dataclasses.dataclass(frozen=True)
+class CookieSettings:
+    secure: bool = True
+    samesite: SameSite = "Lax"
+    refresh_path: str = "/auth"
+
+
+@dataclasses.dataclass(frozen=True)
+class PasswordSettings:
+    time_cost: int = 3
+    memory_cost: int = 65536
+    parallelism: int = 4
+    max_concurrent: int = 2
+    min_length: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    redis: RedisSettings = RedisSettings()
+    tokens: TokenSettings = TokenSettings()
+    sessions: SessionSettings = SessionSettings()
+    cookies: CookieSettings = CookieSettings()
+    passwords: PasswordSettings = PasswordSettings()
+
+
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given), apply environment overrides and validate.
+
+    Raises:
+        SettingsError: naming the first bad key and what is wrong with it.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError("--settings", f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError("--settings", f"{path} is not valid TOML: {exc}") from None
+    for key, value in (os.environ if environ is None else environ).items():
+        if key.startswith(ENV_PREFIX):
+            section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+            raw.setdefault(section, {})[name] = value
+    return validate(build(raw))
+
+
+def build(raw: Mapping[str, Any]) -> Settings:
+    """Turn a mapping of sections into :class:`Settings`, converting each value to its field's type."""
+    sections = get_type_hints(Settings)
+    for section in raw:
+        if section not in sections:
+            raise SettingsError(section, "unknown section")
+    values = {}
+    for section, cls in sections.items():
+        given = raw.get(section, {})
+        if not isinstance(given, Mapping):
+            raise SettingsError(section, "must be a table")
+        values[section] = _build_section(section, cls, given)
+    return Settings(**values)
+
+
+def _build_section(section: str, cls: type, given: Mapping[str, Any]) -> Any:
+    fields = get_type_hints(cls)
+    values = {}
+    for key, value in given.items():
+        if key not in fields:
+            raise SettingsError(f"{section}.{key}", "unknown key")
+        values[key] = _convert(f"{section}.{key}", fields[key], value)
+    return cls(**values)
+
+
+def _convert(key: str, kind: Any, value: Any) -> Any:
+    """Convert one raw value (TOML-typed, or a string from the environment) to ``kind``."""
+    if getattr(kind, "__origin__", None) is Literal:
+        choices = get_args(kind)
+        for choice in choices:
+            if str(value).lower() == str(choice).lower():
+                return choice
+        raise SettingsError(key, f"{value!r} is not one of {', '.join(choices)}")
+    if kind is bool:
+        return _to_bool(key, value)
+    if kind is int:
+        if isinstance(value, bool) or not re.fullmatch(r"-?\d+", str(value).strip()):
+            raise SettingsError(key, f"{value!r} is not an integer")
+        return int(str(value).strip())
+    if kind is Duration:
+        return _to_duration(key, value)
+    if kind is Path:
+        return Path(str(value))
+    if kind is Secret:
+        return Secret(str(value))
+    return str(value)
+
+
+def _to_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(key, f"{value!r} is not true or false")
+
+
+def _to_duration(key: str, value: Any) -> Duration:
+    if isinstance(value, bool):
+        raise SettingsError(key, f"{value!r} is not a duration")
+    match = _DURATION.match(str(value))
+    if not match:
+        raise SettingsError(key, f"{value!r} is not a duration (seconds, or a number with ms, s, m, h or d)")
+    return Duration(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def validate(settings: Settings) -> Settings:
+    """Check relations between keys that each type alone cannot express."""
+    _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
+              "redis.timeout", "server.max_body", "passwords.time_cost", "passwords.parallelism",
+              "passwords.max_concurrent")
+    if not 0 < settings.server.port < 65536:
+        raise SettingsError("server.port", f"{settings.server.port} is not a port number (1-65535)")
+    if settings.sessions.idle_timeout > settings.sessions.absolute_timeout:
+        raise SettingsError("sessions.idle_timeout", "must not be longer than sessions.absolute_timeout")
+    if settings.tokens.access_ttl >= settings.sessions.idle_timeout:
+        raise SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
+    if settings.sessions.refresh_reuse_grace > 60:
+        raise SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
+    if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
+        raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
+    _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)
+    _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
+    return settings
+
+
+def _positive(settings: Settings, *keys: str) -> None:
+    for key in keys:
+        section, name = key.split(".")
+        if getattr(getattr(settings, section), name) <= 0:
+            raise SettingsError(key, "must be greater than zero")
+
+
+def _path_setting(key: str, value: str, *, allow_empty: bool) -> None:
+    if allow_empty and value == "":
+        return
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise SettingsError(key, f"{value!r} must look like /name or /a/b (no trailing slash)")

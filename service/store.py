@@ -1,0 +1,68 @@
+"""Redis plumbing: the client built from ``redis.url``, every key name, and redis error translation.
+
+Keys that belong to one user share the hash tag ``{<user id>}``, so each atomic step (a Lua script
+or a MULTI) touches one Cluster slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis.asyncio
+import redis.exceptions
+
+from .errors import StoreUnavailable
+from .settings import RedisSettings
+
+Redis = redis.asyncio.Redis
+
+
+def connect(url: str, settings: RedisSettings) -> Redis:
+    """A pooled client for ``url`` (``redis://``, ``rediss://`` or ``unix://``); nothing is sent yet."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=settings.timeout,
+        socket_connect_timeout=settings.timeout,
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn any redis or connection failure inside the block into :class:`StoreUnavailable`."""
+    try:
+        yield
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+
+class KeySpace:
+    """Builds every Redis key name the service uses, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def user(self, user_id: str) -> str:
+        return f"{self.prefix}u:{{{user_id}}}"
+
+    def user_sessions(self, user_id: str) -> str:
+        return f"{self.prefix}u:{{{user_id}}}:sessions"
+
+    def session(self, user_id: str, session_id: str) -> str:
+        return f"{self.prefix}u:{{{user_id}}}:s:{session_id}"
+
+    def username(self, normalized: str) -> str:
+        return f"{self.prefix}name:{normalized}"
+
+    def all_users(self) -> str:
+        return f"{self.prefix}users"
+
+
+async def ping(client: Redis) -> bool:
+    """True if Redis answers; never raises."""
+    try:
+        return bool(await client.ping())
+    except (redis.exceptions.RedisError, OSError):
+        return False

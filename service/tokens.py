@@ -1,0 +1,127 @@
+"""Access tokens: mint and verify the short-lived JWT that names a user and a session.
+
+The only module that touches PyJWT. Verification pins the configured algorithm, requires every
+claim the service relies on, and checks time against the injected clock (RFC 8725 §3.1, §3.11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+from typing import Any
+
+import jwt
+
+from .clock import Clock
+from .errors import TokenError, TokenExpired
+from .keyring import KeyRing
+from .settings import TokenSettings
+
+TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1: a refresh or ID token can never pass as an access token
+MAX_TOKEN_LENGTH = 4096
+_REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "exp")
+_FORMAT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: str
+    session_id: str
+    username: str
+    token_id: str
+    issued_at: int
+    expires_at: int
+
+
+class TokenCodec:
+    """Mints and verifies access JWTs with one key ring and one clock."""
+
+    def __init__(self, settings: TokenSettings, ring: KeyRing, clock: Clock) -> None:
+        self._settings = settings
+        self._ring = ring
+        self._clock = clock
+
+    def mint(self, *, user_id: str, session_id: str, username: str, not_after: float) -> AccessClaims:
+        """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``."""
+        now = int(self._clock())
+        expires = min(now + int(self._settings.access_ttl), int(not_after))
+        return AccessClaims(user_id, session_id, username, secrets.token_urlsafe(16), now, expires)
+
+    def encode(self, claims: AccessClaims) -> str:
+        key = self._ring.current
+        payload = {
+            "iss": self._settings.issuer,
+            "aud": self._settings.audience,
+            "sub": claims.user_id,
+            "sid": claims.session_id,
+            "name": claims.username,
+            "jti": claims.token_id,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+        }
+        return jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE})
+
+    def verify(self, token: str) -> AccessClaims:
+        """Check signature, type, issuer, audience and time.
+
+        Raises:
+            TokenExpired: authentic but past ``exp`` (the claims ride on the exception).
+            TokenError: anything else wrong with it.
+        """
+        if len(token) > MAX_TOKEN_LENGTH or not _FORMAT.match(token):
+            raise TokenError("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenError("malformed header") from None
+        key = self._check_header(header)
+        try:
+            payload = jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.algorithm],
+                audience=self._settings.audience,
+                issuer=self._settings.issuer,
+                options={"require": list(_REQUIRED), "verify_exp": False, "verify_iat": False,
+                         "verify_nbf": False, "strict_aud": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(type(exc).__name__) from None
+        claims = _claims(payload)
+        self._check_time(claims, payload)
+        return claims
+
+    def _check_header(self, header: dict[str, Any]) -> Any:
+        if header.get("typ") != TOKEN_TYPE:
+            raise TokenError("wrong token type")
+        if any(name in header for name in _FORBIDDEN_HEADERS):
+            raise TokenError("forbidden header")  # SECURITY: RFC 8725 §3.10, keys only from our ring
+        key = self._ring.get(header.get("kid"))
+        if key is None or header.get("alg") != key.algorithm:
+            raise TokenError("unknown key")
+        return key
+
+    def _check_time(self, claims: AccessClaims, payload: dict[str, Any]) -> None:
+        now = self._clock()
+        leeway = self._settings.leeway
+        if claims.issued_at > now + leeway + 1:
+            raise TokenError("issued in the future")
+        if "nbf" in payload and not (isinstance(payload["nbf"], int) and payload["nbf"] <= now + leeway):
+            raise TokenError("not yet valid")
+        if claims.expires_at <= now - leeway:
+            raise TokenExpired(claims)
+
+
+def _claims(payload: dict[str, Any]) -> AccessClaims:
+    strings = [payload.get(name) for name in ("sub", "sid", "jti")]
+    times = [payload.get(name) for name in ("iat", "exp")]
+    name = payload.get("name", "")
+    if not all(isinstance(s, str) and 0 < len(s) <= 128 for s in strings) or not isinstance(name, str):
+        raise TokenError("bad claims")
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in times):
+        raise TokenError("bad time claims")
+    return AccessClaims(payload["sub"], payload["sid"], name, payload["jti"], payload["iat"], payload["exp"])
