@@ -1,0 +1,137 @@
+"""Shared fixtures: one real redis-server per test run, settings with a unique key prefix per test,
+a settable clock, and factories that make users, apps, clients and sign-ins."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as sync_redis
+from aiohttp import CookieJar, web
+from aiohttp.test_utils import TestClient
+
+from service import settings as settings_module
+from service.app import build_authenticator, create_app
+from service.clock import SettableClock
+from service.embedded import find_redis_server
+from service.settings import Settings
+from service.store import connect
+
+PASSWORD = "correct horse battery staple"
+
+# argon2's cheapest parameters: tests exercise the code path, not the cost.
+CHEAP_PASSWORDS = {"time_cost": 1, "memory_cost": 64, "parallelism": 1}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a unix socket, for the whole run; each test uses its own key prefix."""
+    directory = Path(tempfile.mkdtemp(prefix="svc-redis-", dir="/tmp"))
+    socket = directory / "redis.sock"
+    process = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+         "--dir", str(directory), "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = sync_redis.Redis(unix_socket_path=str(socket))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except sync_redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the test redis-server did not start") from None
+            time.sleep(0.02)
+    client.close()
+    yield f"unix://{socket}"
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test: its own key prefix and data dir; ``section={key: value}`` overrides."""
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        raw: dict[str, dict[str, Any]] = {
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "redis": {"url": redis_url, "key_prefix": prefix},
+            "passwords": dict(CHEAP_PASSWORDS),
+            "tokens": {"access_ttl": "60s"},
+        }
+        for section, values in sections.items():
+            raw.setdefault(section, {}).update(values)
+        return settings_module.validate(settings_module.build(raw))
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_user(settings: Settings, clock: SettableClock) -> Callable[..., Awaitable[Any]]:
+    """Create a user through the core, as the CLI does; returns the :class:`~service.users.User`."""
+
+    async def make(name: str = "alice", password: str = PASSWORD, *, of: Settings | None = None) -> Any:
+        chosen = of or settings
+        redis = connect(chosen.redis.url, chosen.redis)
+        try:
+            auth = build_authenticator(chosen, redis, clock)
+            return await auth.users.create(name, await auth.passwords.hash(password), clock())
+        finally:
+            await redis.aclose()
+
+    return make
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, aiohttp_server: Any, settings: Settings,
+                clock: SettableClock) -> Callable[..., Awaitable[TestClient]]:
+    """A real loopback server running the service, and a client whose cookie jar acts like a browser's
+    on http://127.0.0.1 (which browsers treat as a secure origin)."""
+
+    async def make(app: web.Application | None = None, *, of: Settings | None = None) -> TestClient:
+        server = await aiohttp_server(app or create_app(of or settings, clock=clock), host="127.0.0.1")
+        jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{server.port}"])
+        return await aiohttp_client(server, cookie_jar=jar)
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    return await make_client()
+
+
+async def login(client: TestClient, name: str = "alice", password: str = PASSWORD) -> dict[str, Any]:
+    """Sign in with JSON; returns the response body. Cookies land in the client's jar."""
+    response = await client.post("/login", json={"username": name, "password": password})
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def cookie(client: TestClient, name: str) -> str | None:
+    """The value of a cookie in the client's jar, by its name without prefix (``access``, ``refresh``)."""
+    for morsel in client.session.cookie_jar:
+        if morsel.key.split("-", 1)[-1] == name or morsel.key == name:
+            return morsel.value
+    return None
