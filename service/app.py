@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .tokens import TokenCodec
 from .users import UserStore
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("service")
 
 
 def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authenticator:
@@ -81,7 +83,13 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     env.globals["paths"] = paths
     setup_routes(app, paths, str(ROOT / "static"))
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
+    app.on_startup.append(_hint_first_user)
     return app
+
+
+async def _hint_first_user(app: web.Application) -> None:
+    if not await app[appkeys.authenticator].users.count():
+        log.warning("no users yet: create one with `.venv/bin/python -m service users add NAME`")
 
 
 def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: bool):  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import logs
 from . import settings as settings_module
 from .app import build_authenticator, create_app, open_redis
 from .auth import Authenticator
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     host = host or settings.server.host
     port = port or settings.server.port
     web.run_app(create_app(settings), host=host, port=port, access_log=None,

@@ -99,6 +99,10 @@ class UserStore:
         users = [await self.get(user_id.decode()) for user_id in ids]
         return sorted((u for u in users if u is not None), key=lambda u: normalize(u.name))
 
+    async def count(self) -> int:
+        with translated():
+            return int(await self._redis.scard(self._keys.all_users()))
+
     async def require(self, name: str) -> User:
         user = await self.by_name(name)
         if user is None:
