@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/python -m service
 
 test: $(STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:

@@ -25,7 +25,8 @@ class CookiePolicy:
         self.refresh_name = "__Secure-refresh" if secure else "refresh"
         self._access_path = paths.home if paths.prefix else "/"
         self._refresh_path = paths.refresh_scope
-        self._common = {"secure": secure, "httponly": True, "samesite": settings.cookies.samesite}
+        self._secure = secure
+        self._samesite = settings.cookies.samesite
         self._clock = clock
 
     def read_access(self, request: web.BaseRequest) -> str | None:
@@ -39,13 +40,15 @@ class CookiePolicy:
         reach the middleware, which can only refresh what it can see."""
         max_age = max(0, int(issued.refresh_expires - self._clock()))
         response.set_cookie(self.access_name, issued.access, max_age=max_age, path=self._access_path,
-                            **self._common)
+                            secure=self._secure, httponly=True, samesite=self._samesite)
         response.set_cookie(self.refresh_name, issued.refresh, max_age=max_age, path=self._refresh_path,
-                            **self._common)
+                            secure=self._secure, httponly=True, samesite=self._samesite)
 
     def clear_session(self, response: web.StreamResponse) -> None:
         self.clear_access(response)
-        response.del_cookie(self.refresh_name, path=self._refresh_path, **self._common)
+        response.del_cookie(self.refresh_name, path=self._refresh_path, secure=self._secure, httponly=True,
+                            samesite=self._samesite)
 
     def clear_access(self, response: web.StreamResponse) -> None:
-        response.del_cookie(self.access_name, path=self._access_path, **self._common)
+        response.del_cookie(self.access_name, path=self._access_path, secure=self._secure, httponly=True,
+                            samesite=self._samesite)

@@ -116,9 +116,10 @@ def _generate(algorithm: Algorithm) -> bytes:
         private = ec.generate_private_key(ec.SECP256R1())
     else:
         private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    return private.private_bytes(
+    pem: bytes = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return pem
 
 
 def _read(path: Path, algorithm: Algorithm) -> SigningKey:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import appkeys
 from .auth import Authenticator
@@ -39,7 +40,7 @@ def require_user(request: web.Request) -> AccessClaims:
     raise AuthenticationRequired("not signed in", refreshable=state.expired is not None)
 
 
-def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths) -> web.middleware:
+def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths) -> Middleware:
     """Attach an :class:`~service.appkeys.AuthState` to every request that is not for static files."""
 
     @web.middleware
@@ -59,7 +60,7 @@ def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths) ->
     return authenticate
 
 
-def error_middleware(cookies: CookiePolicy, paths: Paths) -> web.middleware:
+def error_middleware(cookies: CookiePolicy, paths: Paths) -> Middleware:
     """The one table from service errors to HTTP answers; unexpected errors become a plain 500."""
 
     @web.middleware

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import RefreshFailed
 from .refresh import RefreshToken
 from .settings import SessionSettings
-from .store import KeySpace, Redis, translated
+from .store import KeySpace, Redis, text, translated
 
 # Redis keeps a session key this much longer than its deadlines; the deadlines decide, the TTL only
 # collects garbage (and lets a test clock run ahead of Redis's own).
@@ -103,7 +104,7 @@ class SessionStore:
     async def create(self, token: RefreshToken, *, now: float, user_agent: str, ip: str) -> float | None:
         """Store a new session for ``token``; returns its absolute deadline, or None if the user can't sign in."""
         idle, absolute = self._settings.idle_timeout, self._settings.absolute_timeout
-        args = [token.session_id, token.digest, _ms(now), _ms(now + idle), _ms(now + absolute),
+        args: list[Any] = [token.session_id, token.digest, _ms(now), _ms(now + idle), _ms(now + absolute),
                 user_agent[:256], ip[:64], _ms(idle) + _TTL_SLACK_MS, _ms(absolute) + _TTL_SLACK_MS]
         with translated():
             created = await self._create(keys=self._session_keys(token), args=args)
@@ -115,7 +116,7 @@ class SessionStore:
         Raises:
             RefreshFailed: with the verdict as reason (gone, disabled, expired, reused).
         """
-        args = [presented.digest, successor.digest, _ms(now), _ms(self._settings.refresh_reuse_grace),
+        args: list[Any] = [presented.digest, successor.digest, _ms(now), _ms(self._settings.refresh_reuse_grace),
                 _ms(self._settings.idle_timeout), presented.session_id, _TTL_SLACK_MS]
         with translated():
             reply = await self._rotate(keys=self._session_keys(presented), args=args)
@@ -142,7 +143,7 @@ class SessionStore:
         index = self._keys.user_sessions(user_id)
 
         async def delete_all(pipe: Any) -> None:  # re-run by redis-py if the index changes meanwhile
-            ids = [i.decode() for i in await pipe.smembers(index) if i.decode() != keep]
+            ids = [text(i) for i in await pipe.smembers(index) if text(i) != keep]
             pipe.multi()
             for session_id in ids:
                 pipe.delete(self._keys.session(user_id, session_id))
@@ -152,11 +153,11 @@ class SessionStore:
             results = await self._redis.transaction(delete_all, index)
         return sum(results[0::2])
 
-    async def list(self, user_id: str) -> list[SessionInfo]:
+    async def list(self, user_id: str) -> Sequence[SessionInfo]:
         """The user's live sessions, newest first; forgets index entries whose session is gone."""
         index = self._keys.user_sessions(user_id)
         with translated():
-            ids = [i.decode() for i in await self._redis.smembers(index)]
+            ids = [text(i) for i in await self._redis.smembers(index)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
                     pipe.hgetall(self._keys.session(user_id, session_id))
@@ -167,7 +168,7 @@ class SessionStore:
         infos = [_info(i, r) for i, r in zip(ids, records) if r]
         return sorted(infos, key=lambda info: info.created, reverse=True)
 
-    def _session_keys(self, token: RefreshToken) -> list[str]:
+    def _session_keys(self, token: RefreshToken) -> Sequence[str]:
         keys = self._keys
         return [keys.session(token.user_id, token.session_id), keys.user(token.user_id),
                 keys.user_sessions(token.user_id)]

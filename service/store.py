@@ -60,6 +60,11 @@ class KeySpace:
         return f"{self.prefix}users"
 
 
+def text(value: bytes | str) -> str:
+    """A reply as text (the client is built with ``decode_responses=False``)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def ping(client: Redis) -> bool:
     """True if Redis answers; never raises."""
     try:

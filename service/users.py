@@ -12,7 +12,7 @@ import secrets
 import unicodedata
 
 from .errors import UserError
-from .store import KeySpace, Redis, translated
+from .store import KeySpace, Redis, text, translated
 
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 
@@ -51,7 +51,7 @@ class UserStore:
             return None
         with translated():
             user_id = await self._redis.get(self._keys.username(normalize(name)))
-        return None if user_id is None else await self.get(user_id.decode())
+        return None if user_id is None else await self.get(text(user_id))
 
     async def get(self, user_id: str) -> User | None:
         with translated():
@@ -60,8 +60,8 @@ class UserStore:
             return None
         return User(
             id=user_id,
-            name=fields[b"name"].decode(),
-            password_hash=fields[b"hash"].decode(),
+            name=text(fields[b"name"]),
+            password_hash=text(fields[b"hash"]),
             disabled=fields.get(b"disabled") == b"1",
             created=float(fields[b"created"]),
         )
@@ -96,7 +96,7 @@ class UserStore:
     async def all(self) -> list[User]:
         with translated():
             ids = await self._redis.smembers(self._keys.all_users())
-        users = [await self.get(user_id.decode()) for user_id in ids]
+        users = [await self.get(text(user_id)) for user_id in ids]
         return sorted((u for u in users if u is not None), key=lambda u: normalize(u.name))
 
     async def count(self) -> int:
