@@ -32,7 +32,6 @@ def main(argv: list[str]) -> int:
             return _serve(settings, host=None, port=None)
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
-            return _serve(settings, args)
         return asyncio.run(_users(settings, args))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -65,8 +64,12 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     logs.configure()
     host = host or settings.server.host
     port = port or settings.server.port
-    web.run_app(create_app(settings), host=host, port=port, access_log=None,
-                print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
+    try:
+        web.run_app(create_app(settings), host=host, port=port, access_log=None,
+                    print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
+    except OSError as exc:  # the address is taken or not ours: one line, not a traceback
+        print(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,8 +74,10 @@ def load(directory: Path, algorithm: Algorithm) -> KeyRing | None:
 
 
 def add_key(directory: Path, algorithm: Algorithm) -> str:
-    """Generate a new newest key; returns its ``kid``. Names sort by creation time."""
-    kid = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+    """Generate a new newest key; returns its ``kid``. Names sort by creation time (to the microsecond,
+    so a key added within the same second as the previous one still becomes the newest)."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    kid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{micros:06d}-{secrets.token_hex(4)}"
     _write_new(directory / (kid + _SUFFIX[algorithm]), _generate(algorithm))
     return kid
 
@@ -85,7 +87,15 @@ def load_or_create_refresh_key(directory: Path) -> bytes:
     path = directory / "refresh.key"
     if not path.exists():
         _write_new(path, base64.urlsafe_b64encode(secrets.token_bytes(32)))
-    key = base64.urlsafe_b64decode(path.read_bytes().strip())
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    """A base64url secret of at least 256 bits; a corrupt or short file stops startup naming it."""
+    try:
+        key = base64.b64decode(path.read_bytes().strip(), altchars=b"-_", validate=True)
+    except ValueError:  # binascii.Error
+        raise SettingsError("storage.data_dir", f"{path} does not hold a base64url key") from None
     if len(key) < 32:
         raise SettingsError("storage.data_dir", f"{path} holds a key shorter than 256 bits")
     return key
@@ -93,7 +103,7 @@ def load_or_create_refresh_key(directory: Path) -> bytes:
 
 def _write_new(path: Path, data: bytes) -> None:
     """Write a secret file atomically with mode 0600; if another process won the race, keep theirs."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_directory(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -104,6 +114,17 @@ def _write_new(path: Path, data: bytes) -> None:
         pass
     finally:
         temporary.unlink()
+
+
+def _private_directory(directory: Path) -> None:
+    """Create ``directory`` and each missing parent with mode 0700. ``mkdir(parents=True)`` would make
+    the parents (the data dir, which also holds Redis's files) 0777 & ~umask: readable by all."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for each in reversed(missing):
+        each.mkdir(mode=0o700, exist_ok=True)
 
 
 def _generate(algorithm: Algorithm) -> bytes:
@@ -124,12 +145,21 @@ def _generate(algorithm: Algorithm) -> bytes:
 
 def _read(path: Path, algorithm: Algorithm) -> SigningKey:
     kid = path.name[: -len(_SUFFIX[algorithm])]
-    data = path.read_bytes()
     if algorithm == "HS256":
-        secret = base64.urlsafe_b64decode(data.strip())
+        secret = _read_secret(path)
         return SigningKey(kid, algorithm, secret, secret)
     try:
-        private = serialization.load_pem_private_key(data, password=None)
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError:
         raise SettingsError("storage.data_dir", f"{path} is not a valid {algorithm} private key") from None
+    if not _fits(private, algorithm):  # else every sign-in would fail at signing time
+        raise SettingsError("storage.data_dir", f"{path} is not a valid {algorithm} private key")
     return SigningKey(kid, algorithm, private, private.public_key())
+
+
+def _fits(private: Any, algorithm: Algorithm) -> bool:
+    if algorithm == "EdDSA":
+        return isinstance(private, ed25519.Ed25519PrivateKey)
+    if algorithm == "ES256":
+        return isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(private.curve, ec.SECP256R1)
+    return isinstance(private, rsa.RSAPrivateKey) and private.key_size >= 2048

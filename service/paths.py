@@ -8,6 +8,8 @@ import urllib.parse
 from .settings import Settings
 
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+# Once percent-decoded, a space is an ordinary path character (``/docs/My%20File``); the rest is not.
+_UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NEXT = 2048
 
 
@@ -27,15 +29,17 @@ class Paths:
         """``value`` if it is a relative path on this service, else the home page.
 
         .. warning:: every redirect to a user-supplied target must go through here (open redirects,
-           OWASP Unvalidated Redirects CS): schemes, ``//host``, ``/\\host``, control characters and
-           whitespace, raw or percent-encoded, all fall back to home.
+           OWASP Unvalidated Redirects CS): schemes, ``//host``, ``/\\host``, raw whitespace, and
+           control characters raw or percent-encoded in the path, all fall back to home. Only the path
+           can steer a browser off-site, so the query may carry any percent-encoded text (``?q=a%20b``).
         """
         if not value or len(value) > MAX_NEXT or not value.startswith("/"):
             return self.home
-        decoded = urllib.parse.unquote(value)
-        for text in (value, decoded):
-            if _UNSAFE.search(text) or text.startswith("//"):
-                return self.home
+        if _UNSAFE.search(value) or value.startswith("//"):
+            return self.home
+        decoded_path = urllib.parse.unquote(value.split("?", 1)[0].split("#", 1)[0])
+        if _UNSAFE_DECODED.search(decoded_path) or decoded_path.startswith("//"):
+            return self.home
         if self.prefix and not (value == self.prefix or value.startswith(self.prefix + "/")):
             return self.home
         return value

@@ -115,7 +115,10 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     for key, value in (os.environ if environ is None else environ).items():
         if key.startswith(ENV_PREFIX):
             section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
-            raw.setdefault(section, {})[name] = value
+            table = raw.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise SettingsError(section, "must be a table")
+            table[name] = value
     return validate(build(raw))
 
 
@@ -146,6 +149,8 @@ def _build_section(section: str, cls: type, given: Mapping[str, Any]) -> Any:
 
 def _convert(key: str, kind: Any, value: Any) -> Any:
     """Convert one raw value (TOML-typed, or a string from the environment) to ``kind``."""
+    if isinstance(value, (dict, list)):
+        raise SettingsError(key, "must be a single value, not a table or an array")
     if getattr(kind, "__origin__", None) is Literal:
         choices = get_args(kind)
         for choice in choices:
@@ -191,7 +196,7 @@ def validate(settings: Settings) -> Settings:
     """Check relations between keys that each type alone cannot express."""
     _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
               "redis.timeout", "server.max_body", "passwords.time_cost", "passwords.parallelism",
-              "passwords.max_concurrent")
+              "passwords.max_concurrent", "passwords.min_length")
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port", f"{settings.server.port} is not a port number (1-65535)")
     if settings.sessions.idle_timeout > settings.sessions.absolute_timeout:

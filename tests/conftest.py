@@ -8,7 +8,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import redis as sync_redis
 from aiohttp import CookieJar, web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from service import settings as settings_module
 from service.app import build_authenticator, create_app
@@ -135,3 +137,68 @@ def cookie(client: TestClient, name: str) -> str | None:
         if morsel.key.split("-", 1)[-1] == name or morsel.key == name:
             return morsel.value
     return None
+
+
+# --- helpers for the HTTP behaviour suites (login, cookies, auto-refresh, rotation, expiry) ---
+
+def jar_snapshot(client: TestClient) -> list[Morsel[str]]:
+    """Copies of every cookie in the client's jar, with their Path and Domain, to replay later."""
+    return [morsel.copy() for morsel in client.session.cookie_jar]
+
+
+def set_cookies(response: Any) -> dict[str, Morsel[str]]:
+    """The cookies a response sets, by full name, parsed from each raw ``Set-Cookie`` header."""
+    found: dict[str, Morsel[str]] = {}
+    for header in response.headers.getall("Set-Cookie", []):
+        parsed: SimpleCookie = SimpleCookie()
+        parsed.load(header)
+        found.update(parsed)
+    return found
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[Any]:
+    """A client of the test's redis-server, to set up state and to inspect what the service stored."""
+    client = connect(settings.redis.url, settings.redis)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def authenticator(settings: Settings, redis_client: Any, clock: SettableClock) -> Any:
+    """The core wired as the CLI wires it (``users disable`` and friends), on the test's key prefix."""
+    return build_authenticator(settings, redis_client, clock)
+
+
+@pytest.fixture
+def browser(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
+    """Another client (its own jar, like another tab or device) for a running server.
+
+    ``cookies`` are morsels (see :func:`jar_snapshot`) put in the new jar, default a snapshot of
+    ``like``'s jar; ``server`` defaults to ``like``'s server. Cookies ignore ports, as in browsers.
+    """
+
+    async def make(like: TestClient, *, cookies: Iterable[Morsel[str]] | None = None,
+                   server: Any = None) -> TestClient:
+        server = server or like.server
+        origin = f"http://127.0.0.1:{server.port}"
+        jar = CookieJar(unsafe=True, treat_as_secure_origin=[origin])
+        chosen = jar_snapshot(like) if cookies is None else list(cookies)
+        jar.update_cookies([(morsel.key, morsel) for morsel in chosen], response_url=URL(origin + "/"))
+        return await aiohttp_client(server, cookie_jar=jar)
+
+    return make
+
+
+def with_value(cookies: Iterable[Morsel[str]], name: str, value: str | None) -> list[Morsel[str]]:
+    """Copies of ``cookies`` in which the cookie called ``name`` (without prefix) holds ``value``
+    (or is left out, for None); its Path, Domain and flags are kept."""
+    changed = []
+    for morsel in cookies:
+        morsel = morsel.copy()
+        if morsel.key.split("-", 1)[-1] == name or morsel.key == name:
+            if value is None:
+                continue
+            morsel.set(morsel.key, value, value)
+        changed.append(morsel)
+    return changed

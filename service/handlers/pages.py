@@ -23,7 +23,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     fields = await read_fields(request, "username", "password", "next")
     next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
     request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path}
-    previous = request[appkeys.auth_state].user
+    state = request[appkeys.auth_state]
+    previous = state.user or state.expired  # an expired access JWT still names a live session
     issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request))
     if previous is not None:  # a new sign-in never inherits the old session (fixation)
         await app[appkeys.authenticator].logout(previous)
