@@ -15,6 +15,7 @@ from .auth import Authenticator
 from .clock import Clock, system_clock
 from .cookies import CookiePolicy
 from .embedded import EmbeddedRedis
+from .errors import StoreUnavailable
 from .middleware import auth_middleware, error_middleware, security_headers
 from .passwords import Passwords
 from .paths import Paths
@@ -88,8 +89,11 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
 
 
 async def _hint_first_user(app: web.Application) -> None:
-    if not await app[appkeys.authenticator].users.count():
-        log.warning("no users yet: create one with `.venv/bin/python -m service users add NAME`")
+    try:
+        if not await app[appkeys.authenticator].users.count():
+            log.warning("no users yet: create one with `.venv/bin/python -m service users add NAME`")
+    except StoreUnavailable:  # an external Redis may come later; /readyz says so meanwhile
+        log.warning("redis is not reachable yet")
 
 
 def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: bool):  # type: ignore[no-untyped-def]

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     logs.configure()
-    host = host or settings.server.host
-    port = port or settings.server.port
+    host = settings.server.host if host is None else host
+    port = settings.server.port if port is None else port
     try:
         web.run_app(create_app(settings), host=host, port=port, access_log=None,
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))

@@ -205,6 +205,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
     if settings.sessions.refresh_reuse_grace > 60:
         raise SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
+    if settings.tokens.leeway > 300:
+        raise SettingsError("tokens.leeway", "must be at most 5m: it lets expired tokens through")
+    if settings.sessions.absolute_timeout > 366 * 86400:
+        raise SettingsError("sessions.absolute_timeout", "must be at most 366d")
     if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
         raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
     _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)

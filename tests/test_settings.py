@@ -103,7 +103,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     ("250ms", 0.25), (" 7s ", 7),
 ])
 def test_durations(text: str, seconds: float) -> None:
-    settings = load_env(SERVICE__SESSIONS__IDLE_TIMEOUT=text, SERVICE__SESSIONS__ABSOLUTE_TIMEOUT="400d",
+    settings = load_env(SERVICE__SESSIONS__IDLE_TIMEOUT=text, SERVICE__SESSIONS__ABSOLUTE_TIMEOUT="300d",
                         SERVICE__TOKENS__ACCESS_TTL="1ms")
     assert settings.sessions.idle_timeout == pytest.approx(seconds)
     assert isinstance(settings.sessions.idle_timeout, Duration)
@@ -187,6 +187,8 @@ BAD_ENVIRONMENT: list[tuple[dict[str, str], str]] = [
     ({"SERVICE__TOKENS__ACCESS_TTL": "13h"}, "tokens.access_ttl"),
     ({"SERVICE__SESSIONS__REFRESH_REUSE_GRACE": "5m"}, "sessions.refresh_reuse_grace"),
     ({"SERVICE__REDIS__TIMEOUT": "0s"}, "redis.timeout"),
+    ({"SERVICE__TOKENS__LEEWAY": "6m"}, "tokens.leeway"),
+    ({"SERVICE__SESSIONS__ABSOLUTE_TIMEOUT": "400d"}, "sessions.absolute_timeout"),
     ({"SERVICE__PASSWORDS__TIME_COST": "0"}, "passwords.time_cost"),
     ({"SERVICE__PASSWORDS__PARALLELISM": "0"}, "passwords.parallelism"),
     ({"SERVICE__PASSWORDS__MAX_CONCURRENT": "0"}, "passwords.max_concurrent"),
