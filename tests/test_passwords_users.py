@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import argon2
@@ -16,7 +16,7 @@ from service.clock import SettableClock
 from service.errors import CredentialsError, RefreshFailed, UserError
 from service.passwords import MAX_PASSWORD_LENGTH, Passwords
 from service.settings import PasswordSettings, Settings
-from service.store import Redis, connect
+from service.store import Redis
 from service.users import check_name
 
 CLIENT = Client(user_agent="pytest", ip="127.0.0.1")
@@ -24,16 +24,9 @@ CHEAP = PasswordSettings(**CHEAP_PASSWORDS)
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings.redis.url, settings.redis)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def wire(redis: Redis, clock: SettableClock) -> Callable[[Settings], Authenticator]:
+def wire(redis_client: Redis, clock: SettableClock) -> Callable[[Settings], Authenticator]:
     """An Authenticator for some settings, on the test's redis-server and key prefix."""
-    return lambda chosen: build_authenticator(chosen, redis, clock)
+    return lambda chosen: build_authenticator(chosen, redis_client, clock)
 
 
 @pytest.fixture
