@@ -16,7 +16,8 @@ from .clock import Clock, system_clock
 from .cookies import CookiePolicy
 from .embedded import EmbeddedRedis
 from .errors import StoreUnavailable
-from .middleware import auth_middleware, error_middleware, security_headers
+from .csrf import CsrfTokens
+from .middleware import auth_middleware, csrf_middleware, error_middleware, security_headers
 from .passwords import Passwords
 from .paths import Paths
 from .refresh import RefreshTokens
@@ -66,17 +67,20 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     paths = Paths(settings)
     cookies = CookiePolicy(settings, paths, clock)
     auth = build_authenticator(settings, redis, clock)
+    csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", "csrf.key"))
 
     app = web.Application(
         client_max_size=settings.server.max_body,
         middlewares=[
             error_middleware(cookies, paths),  # outermost: every error below becomes one clear answer
             auth_middleware(auth, cookies, paths),  # attaches the user; expiry surfaces as a refresh hop
+            csrf_middleware(csrf, cookies, paths),  # needs the user's session; before any handler acts
         ],
     )
     app[appkeys.settings] = settings
     app[appkeys.authenticator] = auth
     app[appkeys.cookies] = cookies
+    app[appkeys.csrf] = csrf
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
     app.on_response_prepare.append(security_headers(paths))

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .auth import Authenticator
 from .cookies import CookiePolicy
+from .csrf import CsrfTokens
 from .paths import Paths
 from .settings import Settings
 from .store import Redis
@@ -26,6 +27,7 @@ class AuthState:
 settings = web.AppKey("settings", Settings)
 authenticator = web.AppKey("authenticator", Authenticator)
 cookies = web.AppKey("cookies", CookiePolicy)
+csrf = web.AppKey("csrf", CsrfTokens)
 paths = web.AppKey("paths", Paths)
 redis = web.AppKey("redis", Redis)
 

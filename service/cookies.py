@@ -23,6 +23,7 @@ class CookiePolicy:
         # can only be __Secure- (ASVS 5.0 3.3.1). Without Secure the prefixes would be refused.
         self.access_name = "__Host-access" if secure and not paths.prefix else ("__Secure-access" if secure else "access")
         self.refresh_name = "__Secure-refresh" if secure else "refresh"
+        self.login_name = "__Host-login" if secure and not paths.prefix else ("__Secure-login" if secure else "login")
         self._access_path = paths.home if paths.prefix else "/"
         self._refresh_path = paths.refresh_scope
         self._secure = secure
@@ -48,6 +49,15 @@ class CookiePolicy:
         self.clear_access(response)
         response.del_cookie(self.refresh_name, path=self._refresh_path, secure=self._secure, httponly=True,
                             samesite=self._samesite)
+
+    def read_login_nonce(self, request: web.BaseRequest) -> str | None:
+        return request.cookies.get(self.login_name) or None
+
+    def set_login_nonce(self, response: web.StreamResponse, nonce: str) -> None:
+        """The pre-session cookie that the login form's CSRF token is bound to; Strict, since only
+        this service's own login page ever needs it."""
+        response.set_cookie(self.login_name, nonce, max_age=86400, path=self._access_path,
+                            secure=self._secure, httponly=True, samesite="Strict")
 
     def clear_access(self, response: web.StreamResponse) -> None:
         response.del_cookie(self.access_name, path=self._access_path, secure=self._secure, httponly=True,

@@ -60,6 +60,10 @@ class CredentialsError(ServiceError):
         super().__init__("Incorrect username or password.")
 
 
+class CsrfRejected(ServiceError):
+    """An unsafe request came from another site, or without the token that proves it did not."""
+
+
 class InvalidInput(ServiceError):
     """A request body, form or parameter is malformed or too large."""
 

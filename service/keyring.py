@@ -84,7 +84,12 @@ def add_key(directory: Path, algorithm: Algorithm) -> str:
 
 def load_or_create_refresh_key(directory: Path) -> bytes:
     """The HMAC key of refresh tokens, generated on first run; every instance must share it."""
-    path = directory / "refresh.key"
+    return load_or_create_secret(directory, "refresh.key")
+
+
+def load_or_create_secret(directory: Path, name: str) -> bytes:
+    """A 256-bit secret kept in ``directory/name``, generated on first run; every instance must share it."""
+    path = directory / name
     if not path.exists():
         _write_new(path, base64.urlsafe_b64encode(secrets.token_bytes(32)))
     return _read_secret(path)

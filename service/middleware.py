@@ -20,8 +20,9 @@ from aiohttp.typedefs import Middleware
 from . import appkeys
 from .auth import Authenticator
 from .cookies import CookiePolicy
-from .errors import (AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, ServiceError,
-                     StoreUnavailable, TokenError, TokenExpired)
+from .csrf import FIELD, HEADER, CsrfTokens, is_cross_site
+from .errors import (AuthenticationRequired, CredentialsError, CsrfRejected, InvalidInput, RefreshFailed,
+                     ServiceError, StoreUnavailable, TokenError, TokenExpired)
 from .negotiate import wants_html
 from .paths import Paths
 from .tokens import AccessClaims
@@ -30,6 +31,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("service")
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+_NO_SIDE_EFFECTS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def require_user(request: web.Request) -> AccessClaims:
@@ -60,6 +63,50 @@ def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths) ->
     return authenticate
 
 
+def csrf_token(request: web.Request) -> str:
+    """The token a page's forms and scripts must send back with unsafe requests ('' if signed out)."""
+    state = request[appkeys.auth_state]
+    claims = state.user or state.expired
+    return request.app[appkeys.csrf].for_session(claims.session_id) if claims else ""
+
+
+def csrf_middleware(tokens: CsrfTokens, cookies: CookiePolicy, paths: Paths) -> Middleware:
+    """Refuse unsafe requests from other sites, and signed-in ones without their session's token."""
+
+    @web.middleware
+    async def protect(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in _NO_SIDE_EFFECTS:
+            await _check_csrf(request, tokens, cookies, paths)
+        return await handler(request)
+
+    return protect
+
+
+async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookiePolicy, paths: Paths) -> None:
+    own_origin = f"{request.scheme}://{request.host}"
+    if is_cross_site(request.headers.get("Sec-Fetch-Site"), request.headers.get("Origin"), own_origin):
+        raise CsrfRejected("cross-site request")
+    if request.path == paths.refresh:
+        return  # only the path-scoped refresh cookie rides here, and the hop replays bodies we never read
+    state = request[appkeys.auth_state]
+    claims = state.user or state.expired
+    if request.path == paths.login:
+        if request.content_type not in _FORMS:
+            return  # a JSON body cannot be sent cross-site without a CORS preflight, which we never grant
+        nonce = cookies.read_login_nonce(request)
+        expected = tokens.for_login(nonce) if nonce else None
+    elif claims is None:
+        return  # no session for a forged request to ride on
+    else:
+        expected = tokens.for_session(claims.session_id)
+    presented = request.headers.get(HEADER)
+    if presented is None and request.content_type in _FORMS:
+        value = (await request.post()).get(FIELD)
+        presented = value if isinstance(value, str) else None
+    if not tokens.matches(expected, presented):
+        raise CsrfRejected("missing or wrong CSRF token")
+
+
 def error_middleware(cookies: CookiePolicy, paths: Paths) -> Middleware:
     """The one table from service errors to HTTP answers; unexpected errors become a plain 500."""
 
@@ -77,6 +124,9 @@ def error_middleware(cookies: CookiePolicy, paths: Paths) -> Middleware:
             return _login_failed(request, exc)
         except InvalidInput as exc:
             return _problem(request, 400, "invalid_input", str(exc))
+        except CsrfRejected:
+            return _problem(request, 403, "csrf", "This form has expired or was sent from another site. "
+                                                   "Reload the page and try again.")
         except StoreUnavailable:
             log.exception("store unavailable")
             response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import appkeys
-from ..middleware import require_user
+from ..middleware import csrf_token, require_user
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
@@ -26,4 +26,4 @@ async def refresh(request: web.Request) -> web.StreamResponse:
 async def me(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
     return web.json_response({"id": user.user_id, "name": user.username, "session": user.session_id,
-                              "access_expires": user.expires_at})
+                              "access_expires": user.expires_at, "csrf_token": csrf_token(request)})

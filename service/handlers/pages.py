@@ -6,7 +6,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import appkeys
-from ..middleware import require_user
+from ..middleware import csrf_token, require_user
 from ..negotiate import client, read_fields, wants_html
 
 
@@ -15,14 +15,21 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     next_path = paths.safe_next(request.query.get("next"))
     if request[appkeys.auth_state].user is not None:
         return web.Response(status=303, headers={"Location": next_path})
-    return aiohttp_jinja2.render_template("login.html", request, {"next": next_path, "username": ""})
+    cookies = request.app[appkeys.cookies]
+    nonce = cookies.read_login_nonce(request) or request.app[appkeys.csrf].new_nonce()
+    context = {"next": next_path, "username": "", "csrf": request.app[appkeys.csrf].for_login(nonce)}
+    response = aiohttp_jinja2.render_template("login.html", request, context)
+    cookies.set_login_nonce(response, nonce)
+    return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     app = request.app
     fields = await read_fields(request, "username", "password", "next")
     next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
-    request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path}
+    nonce = app[appkeys.cookies].read_login_nonce(request)
+    request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path,
+                                      "csrf": app[appkeys.csrf].for_login(nonce) if nonce else ""}
     state = request[appkeys.auth_state]
     previous = state.user or state.expired  # an expired access JWT still names a live session
     issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request))
@@ -34,6 +41,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             "session": issued.claims.session_id,
             "access_expires": issued.claims.expires_at,
             "session_expires": int(issued.refresh_expires),
+            "csrf_token": app[appkeys.csrf].for_session(issued.claims.session_id),
         })
     else:
         response = web.Response(status=303, headers={"Location": next_path})
@@ -57,4 +65,4 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 @aiohttp_jinja2.template("home.html")
 async def home(request: web.Request) -> dict[str, object]:
-    return {"user": require_user(request)}
+    return {"user": require_user(request), "csrf": csrf_token(request)}
