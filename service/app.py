@@ -25,6 +25,7 @@ from .routes import setup_routes
 from .sessions import SessionStore
 from .settings import Settings
 from .store import KeySpace, Redis, connect
+from .throttle import LoginThrottle
 from .tokens import TokenCodec
 from .users import UserStore
 
@@ -43,6 +44,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authe
         passwords=Passwords(settings.passwords),
         codec=TokenCodec(settings.tokens, ring, clock),
         refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),
+        throttle=LoginThrottle(redis, space, settings.throttle),
         clock=clock,
     )
 

@@ -10,10 +10,11 @@ import dataclasses
 import logging
 
 from .clock import Clock
-from .errors import AuthenticationRequired, CredentialsError, RefreshFailed, TokenError, TokenExpired
+from .errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, Throttled
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
 from .refresh import RefreshTokens
 from .sessions import SessionStore
+from .throttle import Attempt, LoginThrottle
 from .tokens import AccessClaims, TokenCodec
 from .users import User, UserStore
 
@@ -40,20 +41,27 @@ class Client:
 
 class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
-                 codec: TokenCodec, refresh_tokens: RefreshTokens, clock: Clock) -> None:
+                 codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
+                 clock: Clock) -> None:
         self.users = users
         self.sessions = sessions
         self.passwords = passwords
         self._codec = codec
         self._refresh = refresh_tokens
+        self._throttle = throttle
         self._clock = clock
 
     async def login(self, username: str, password: str, client: Client) -> Issued:
         """Check the password and start a new session.
 
+        The throttle admits the attempt before anything about the user is looked up, so a throttled
+        real user and a throttled unknown name get the same answer; only a success frees its slots.
+
         Raises:
+            Throttled: too many recent failures for this username or from this client.
             CredentialsError: for an unknown user, a wrong password or a disabled user alike.
         """
+        attempt = await self._admit(username, client)
         user = await self.users.by_name(username)
         password = password[:MAX_PASSWORD_LENGTH + 1]
         ok = await self.passwords.verify(user.password_hash if user else None, password)
@@ -63,8 +71,17 @@ class Authenticator:
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user.id, await self.passwords.hash(password))
         issued = await self._start_session(user, client)
+        await self._throttle.succeeded(attempt)
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
         return issued
+
+    async def _admit(self, username: str, client: Client) -> Attempt:
+        try:
+            return await self._throttle.admit(username, client.ip, now=self._clock())
+        except Throttled as throttled:
+            log.warning("login_throttled", extra={"event": "login_throttled", "reason": throttled.scope,
+                                                  "ip": client.ip, "retry_after": throttled.retry_after})
+            raise
 
     async def _start_session(self, user: User, client: Client) -> Issued:
         token = self._refresh.new(user.id, self.sessions.new_id())
@@ -110,15 +127,6 @@ class Authenticator:
             raise AuthenticationRequired("session ended")
         return claims
 
-    def identify(self, access: str) -> AccessClaims | None:
-        """The claims of an authentic access token, expired or not; None if it is not authentic."""
-        try:
-            return self._codec.verify(access)
-        except TokenExpired as expired:
-            return expired.claims  # type: ignore[return-value]
-        except TokenError:
-            return None
-
     async def logout(self, claims: AccessClaims) -> None:
         if await self.sessions.revoke(claims.user_id, claims.session_id):
             log.info("logout", extra={"event": "logout", "user": claims.user_id, "sid": claims.session_id})
@@ -127,3 +135,25 @@ class Authenticator:
         ended = await self.sessions.revoke_all(user_id, keep=keep)
         log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": ended})
         return ended
+
+    async def revoke_session(self, claims: AccessClaims, session_id: str) -> bool:
+        """End one of the signed-in user's own sessions; another user's id simply matches nothing."""
+        ended = await self.sessions.revoke(claims.user_id, session_id)
+        if ended:
+            log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})
+        return ended
+
+    async def change_password(self, claims: AccessClaims, current: str, new: str) -> int:
+        """Set a new password after checking the current one; every other session ends.
+
+        Raises:
+            InvalidInput: the current password is wrong or the new one breaks the length policy.
+        """
+        user = await self.users.get(claims.user_id)
+        if user is None or not await self.passwords.verify(user.password_hash, current[:MAX_PASSWORD_LENGTH + 1]):
+            log.info("password_change_failed", extra={"event": "password_change_failed", "user": claims.user_id})
+            raise InvalidInput("The current password is not correct.")
+        self.passwords.check_policy(new)
+        await self.users.set_password_hash(user.id, await self.passwords.hash(new))
+        log.info("password_changed", extra={"event": "password_changed", "user": user.id})
+        return await self.logout_everywhere(user.id, keep=claims.session_id)

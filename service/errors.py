@@ -60,6 +60,19 @@ class CredentialsError(ServiceError):
         super().__init__("Incorrect username or password.")
 
 
+class Throttled(ServiceError):
+    """Too many failed sign-ins for this username or from this client; try again in ``retry_after`` s.
+
+    ``scope`` (``user`` or ``ip``) is for the log only: the answer must not say which window is full.
+    """
+
+    def __init__(self, retry_after: int, *, scope: str = "") -> None:
+        wait = f"{retry_after} seconds" if retry_after < 120 else f"{-(-retry_after // 60)} minutes"
+        super().__init__(f"Too many failed sign-in attempts. Try again in {wait}.")
+        self.retry_after = retry_after
+        self.scope = scope
+
+
 class CsrfRejected(ServiceError):
     """An unsafe request came from another site, or without the token that proves it did not."""
 

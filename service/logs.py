@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status")
+FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after")
 
 
 class JsonFormatter(logging.Formatter):

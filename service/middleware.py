@@ -22,7 +22,7 @@ from .auth import Authenticator
 from .cookies import CookiePolicy
 from .csrf import FIELD, HEADER, CsrfTokens, is_cross_site
 from .errors import (AuthenticationRequired, CredentialsError, CsrfRejected, InvalidInput, RefreshFailed,
-                     ServiceError, StoreUnavailable, TokenError, TokenExpired)
+                     ServiceError, StoreUnavailable, Throttled, TokenError, TokenExpired)
 from .negotiate import wants_html
 from .paths import Paths
 from .tokens import AccessClaims
@@ -122,6 +122,8 @@ def error_middleware(cookies: CookiePolicy, paths: Paths) -> Middleware:
             return _refresh_failed(request, cookies, paths)
         except CredentialsError as exc:
             return _login_failed(request, exc)
+        except Throttled as exc:
+            return _throttled(request, exc)
         except InvalidInput as exc:
             return _problem(request, 400, "invalid_input", str(exc))
         except CsrfRejected:
@@ -171,6 +173,18 @@ def _login_failed(request: web.Request, exc: CredentialsError) -> web.StreamResp
         return web.json_response({"error": "invalid_credentials", "message": str(exc)}, status=401)
     context = dict(request.get(appkeys.login_attempt, {}), error=str(exc))
     return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+
+
+def _throttled(request: web.Request, exc: Throttled) -> web.StreamResponse:
+    """429 with Retry-After (RFC 6585 §4); the same answer whichever window is full and whoever the user."""
+    if request.content_type == "application/json" or not wants_html(request):
+        response = web.json_response({"error": "throttled", "retry_after": exc.retry_after, "message": str(exc)},
+                                     status=429)
+    else:
+        context = dict(request.get(appkeys.login_attempt, {}), error=str(exc))
+        response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _problem(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:

@@ -11,7 +11,7 @@ import secrets
 import argon2
 import argon2.exceptions
 
-from .errors import UserError
+from .errors import InvalidInput
 from .settings import PasswordSettings
 
 MAX_PASSWORD_LENGTH = 1024  # SECURITY: bounds hashing cost per request (OWASP Authentication CS)
@@ -43,7 +43,7 @@ class Passwords:
     def check_policy(self, password: str) -> None:
         """Length only, no composition rules (NIST SP 800-63B §5.1.1.2; ASVS 5.0 6.2.1, 6.2.9)."""
         if not self._min_length <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise UserError(f"a password has {self._min_length} to {MAX_PASSWORD_LENGTH} characters")
+            raise InvalidInput(f"A password has {self._min_length} to {MAX_PASSWORD_LENGTH} characters.")
 
     def needs_rehash(self, stored: str) -> bool:
         return self._hasher.check_needs_rehash(stored)

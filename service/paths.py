@@ -21,6 +21,7 @@ class Paths:
         self.home = self.prefix + "/"
         self.login = self.prefix + "/login"
         self.logout = self.prefix + "/logout"
+        self.account = self.prefix + "/account"
         self.refresh_scope = self.prefix + settings.cookies.refresh_path
         self.refresh = self.refresh_scope + "/refresh"
         self.static = self.prefix + "/static"

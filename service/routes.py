@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .handlers import api, ops, pages
+from .handlers import account, api, ops, pages
 from .paths import Paths
 
 
@@ -16,6 +16,14 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     app.router.add_post(paths.logout, pages.logout, name="logout")
     app.router.add_route("*", paths.refresh, api.refresh, name="refresh")
     app.router.add_get(p + "/api/me", api.me, name="me")
+    app.router.add_get(paths.account, account.page, name="account")
+    app.router.add_post(paths.account + "/sessions/{session_id}/revoke", account.revoke, name="revoke")
+    app.router.add_post(paths.account + "/sessions/revoke-all", account.revoke_all, name="revoke_all")
+    app.router.add_post(paths.account + "/password", account.change_password, name="password")
+    app.router.add_get(p + "/api/sessions", account.list_sessions, name="sessions")
+    app.router.add_delete(p + "/api/sessions/{session_id}", account.revoke)
+    app.router.add_delete(p + "/api/sessions", account.revoke_all)
+    app.router.add_post(p + "/api/password", account.change_password)
     app.router.add_get(p + "/healthz", ops.healthz, name="healthz")
     app.router.add_get(p + "/readyz", ops.readyz, name="readyz")
     app.router.add_static(paths.static, static_dir, name="static")

@@ -88,6 +88,13 @@ class PasswordSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ThrottleSettings:
+    per_user: int = 5
+    per_ip: int = 20
+    window: Duration = Duration(15 * 60)
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -96,6 +103,7 @@ class Settings:
     sessions: SessionSettings = SessionSettings()
     cookies: CookieSettings = CookieSettings()
     passwords: PasswordSettings = PasswordSettings()
+    throttle: ThrottleSettings = ThrottleSettings()
 
 
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -196,7 +204,8 @@ def validate(settings: Settings) -> Settings:
     """Check relations between keys that each type alone cannot express."""
     _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
               "redis.timeout", "server.max_body", "passwords.time_cost", "passwords.parallelism",
-              "passwords.max_concurrent", "passwords.min_length")
+              "passwords.max_concurrent", "passwords.min_length", "throttle.per_user", "throttle.per_ip",
+              "throttle.window")
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port", f"{settings.server.port} is not a port number (1-65535)")
     if settings.sessions.idle_timeout > settings.sessions.absolute_timeout:
@@ -209,6 +218,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("tokens.leeway", "must be at most 5m: it lets expired tokens through")
     if settings.sessions.absolute_timeout > 366 * 86400:
         raise SettingsError("sessions.absolute_timeout", "must be at most 366d")
+    if not 1 <= settings.throttle.window <= 86400:
+        raise SettingsError("throttle.window", "must be between 1s and 1d: a longer window is a lockout")
     if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
         raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
     _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)

@@ -59,6 +59,14 @@ class KeySpace:
     def all_users(self) -> str:
         return f"{self.prefix}users"
 
+    def throttle_user(self, name_digest: str) -> str:
+        """Failed sign-ins for one typed username (hashed); its own hash tag, as each call takes one key."""
+        return f"{self.prefix}throttle:user:{{{name_digest}}}"
+
+    def throttle_ip(self, bucket: str) -> str:
+        """Failed sign-ins from one client address (an IPv6 /64)."""
+        return f"{self.prefix}throttle:ip:{{{bucket}}}"
+
 
 def text(value: bytes | str) -> str:
     """A reply as text (the client is built with ``decode_responses=False``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from conftest import PASSWORD, cookie, jar_snapshot, login, set_cookies, with_value
+from conftest import PASSWORD, cookie, csrf_token, form_login, jar_snapshot, login, set_cookies, with_value
 from service.app import create_app
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
@@ -107,6 +107,7 @@ async def test_logout_clears_both_cookies_with_the_attributes_they_were_set_with
         client, make_user, kind, headers, status):
     await make_user()
     at_login = set_cookies(await login_response(client))
+    headers = {**headers, "X-CSRF-Token": await csrf_token(client)}
     response = await client.post("/logout", headers=headers, allow_redirects=False)
     assert response.status == status
     cleared = set_cookies(response)
@@ -148,8 +149,7 @@ async def test_every_auth_response_is_no_store(client, make_user, clock):
         "bad login body": await client.post("/login", data=b"{", headers={"Content-Type": "application/json"}),
         "unauthenticated page": await client.get("/", headers=NAVIGATE, allow_redirects=False),
         "unauthenticated api": await client.get("/api/me"),
-        "form login": await client.post("/login", data={"username": "alice", "password": PASSWORD},
-                                        headers=NAVIGATE, allow_redirects=False),
+        "form login": await form_login(client, headers=NAVIGATE),
         "json login": await client.post("/login", json={"username": "alice", "password": PASSWORD}),
         "home": await client.get("/", headers=NAVIGATE),
         "me": await client.get("/api/me"),
@@ -160,7 +160,9 @@ async def test_every_auth_response_is_no_store(client, make_user, clock):
     hop = await client.get("/api/me", allow_redirects=False)
     responses["auto-refresh hop"] = hop
     responses["refresh redirect"] = await client.get(hop.headers["Location"], allow_redirects=False)
-    responses["logout"] = await client.post("/logout")
+    responses["logout"] = await client.post("/logout", headers={"X-CSRF-Token": await csrf_token(client)})
     responses["refresh after logout"] = await client.post("/auth/refresh")
+    assert (responses["form login"].status, responses["logout"].status) == (303, 204)
+    assert responses["refresh after logout"].status == 401
     for what, response in responses.items():
         assert response.headers.get("Cache-Control") == "no-store", what

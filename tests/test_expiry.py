@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PASSWORD, cookie, jar_snapshot, login, set_cookies
+from conftest import PASSWORD, cookie, csrf_token, jar_snapshot, login, set_cookies
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -18,6 +18,12 @@ async def api_status(client) -> int:
 
 async def refresh_status(client) -> int:
     return (await client.post("/auth/refresh", headers=FETCH)).status
+
+
+async def logout(client, headers: dict[str, str], token: str | None = None, **kwargs):
+    """POST /logout as the signed-in page would: with the session's CSRF token (``token`` if given)."""
+    token = token or await csrf_token(client)
+    return await client.post("/logout", headers={**headers, "X-CSRF-Token": token}, **kwargs)
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ async def test_json_logout_is_204_and_revokes_the_access_jwt_before_its_exp(clie
     await make_user()
     await login(client)
     stolen = await browser(client)  # a copy of both cookies, as an attacker or another tab would hold
-    response = await client.post("/logout", headers=FETCH)
+    response = await logout(client, FETCH)
     assert response.status == 204
     assert await api_status(stolen) == 401  # the JWT is cryptographically valid for another minute
     page = await stolen.get("/", headers=NAVIGATE, allow_redirects=False)
@@ -48,7 +54,7 @@ async def test_form_logout_redirects_303_to_the_login_page_and_revokes(client, m
     await make_user()
     await login(client)
     stolen = await browser(client)
-    response = await client.post("/logout", headers=NAVIGATE, allow_redirects=False)
+    response = await logout(client, NAVIGATE, allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == "/login"
     assert await api_status(stolen) == 401
@@ -58,7 +64,7 @@ async def test_form_logout_redirects_303_to_the_login_page_and_revokes(client, m
 async def test_after_logout_the_browser_is_signed_out(client, make_user):
     await make_user()
     await login(client)
-    await client.post("/logout", headers=NAVIGATE)
+    await logout(client, NAVIGATE)
     assert await api_status(client) == 401
     page = await client.get("/", headers=NAVIGATE)
     assert page.url.path == "/login"
@@ -66,10 +72,10 @@ async def test_after_logout_the_browser_is_signed_out(client, make_user):
 
 async def test_logout_with_an_expired_access_jwt_still_revokes_the_session(client, make_user, browser, clock):
     await make_user()
-    await login(client)
+    token = (await login(client))["csrf_token"]
     clock.advance(2 * MINUTE)
     stolen = await browser(client)
-    assert (await client.post("/logout", headers=FETCH)).status == 204
+    assert (await logout(client, FETCH, token)).status == 204
     assert await refresh_status(stolen) == 401
 
 
@@ -78,7 +84,7 @@ async def test_logout_ends_only_this_session(client, make_user, browser, authent
     await login(client)
     phone = await browser(client, cookies=[])
     phone_session = (await login(phone))["session"]
-    assert (await client.post("/logout", headers=FETCH)).status == 204
+    assert (await logout(client, FETCH)).status == 204
     assert await api_status(phone) == 200
     assert [s.session_id for s in await authenticator.sessions.list(user.id)] == [phone_session]
 

@@ -12,7 +12,7 @@ import pytest
 
 SERVICE = Path(__file__).resolve().parent.parent / "service"
 CORE = ("tokens", "keyring", "refresh", "sessions", "users", "passwords", "auth", "settings", "errors",
-        "store", "clock")
+        "store", "clock", "throttle")
 WEB = ("aiohttp", "aiohttp_jinja2", "jinja2", "multidict", "yarl")
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import PASSWORD, cookie, jar_snapshot, login, set_cookies
+from conftest import PASSWORD, cookie, form_login, jar_snapshot, login, set_cookies
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
 
@@ -20,13 +20,6 @@ def form_fields(html: str) -> dict[str, str]:
         if name:
             fields[name.group(1)] = value.group(1) if value else ""
     return fields
-
-
-async def form_login(client, next_path: str | None = None, username: str = "alice", password: str = PASSWORD):
-    data = {"username": username, "password": password}
-    if next_path is not None:
-        data["next"] = next_path
-    return await client.post("/login", data=data, headers=NAVIGATE, allow_redirects=False)
 
 
 async def test_json_login_sets_both_cookies_and_answers_the_user(client, make_user):
@@ -55,8 +48,9 @@ async def test_login_page_renders_a_form_with_username_password_and_next(client)
     html = await response.text()
     assert re.search(r'<form\b[^>]*method="post"[^>]*action="/login"', html)
     fields = form_fields(html)
-    assert {"username", "password", "next"} <= fields.keys()
+    assert {"username", "password", "next", "csrf"} <= fields.keys()
     assert fields["next"] == "/account"
+    assert fields["csrf"]  # bound to the pre-session cookie this response sets (login CSRF)
     assert re.search(r'<input\b[^>]*name="password"[^>]*type="password"', html)
 
 
@@ -71,7 +65,7 @@ async def test_login_page_does_not_carry_an_offsite_next(client, evil):
                                     "/search?q=a%20b&lang=en", "/page?back=%2F%2Fstill-a-query"])
 async def test_form_login_redirects_303_to_a_safe_next(client, make_user, target):
     await make_user()
-    response = await form_login(client, target)
+    response = await form_login(client, next=target, headers=NAVIGATE)
     assert response.status == 303
     assert response.headers["Location"] == target
     assert cookie(client, "access") and cookie(client, "refresh")
@@ -79,7 +73,7 @@ async def test_form_login_redirects_303_to_a_safe_next(client, make_user, target
 
 async def test_form_login_without_next_goes_home(client, make_user):
     await make_user()
-    response = await form_login(client)
+    response = await form_login(client, headers=NAVIGATE)
     assert response.status == 303
     assert response.headers["Location"] == "/"
 
@@ -91,15 +85,14 @@ async def test_form_login_without_next_goes_home(client, make_user):
 ])
 async def test_open_redirect_next_falls_back_home(client, make_user, evil):
     await make_user()
-    response = await form_login(client, evil)
+    response = await form_login(client, next=evil, headers=NAVIGATE)
     assert response.status == 303
     assert response.headers["Location"] == "/"
 
 
 async def test_form_login_then_following_the_redirect_shows_the_signed_in_page(client, make_user):
     await make_user("Alice")
-    response = await client.post("/login", data={"username": "alice", "password": PASSWORD, "next": "/"},
-                                 headers=NAVIGATE)
+    response = await form_login(client, next="/", headers=NAVIGATE, allow_redirects=True)
     assert response.status == 200
     assert [r.status for r in response.history] == [303]
     assert "Signed in as" in await response.text() and "Alice" in await response.text()
@@ -150,7 +143,7 @@ async def test_json_login_failures_are_indistinguishable(client, failures):
 async def test_form_login_failures_are_indistinguishable(client, failures):
     pages = {}
     for kind, (name, password) in failures.items():
-        response = await form_login(client, "/api/me", name, password)
+        response = await form_login(client, name, password, next="/api/me", headers=NAVIGATE)
         assert "Set-Cookie" not in response.headers, kind
         assert response.status == 401, kind
         # The page may echo the typed name back into the form; nothing else may differ.
@@ -216,7 +209,7 @@ async def test_login_with_no_body_at_all_is_400(client):
 
 async def test_login_form_with_a_missing_password_is_a_generic_401(client, make_user):
     await make_user()
-    response = await client.post("/login", data={"username": "alice"})
+    response = await form_login(client, "alice", None, headers={})
     assert response.status == 401
     assert "Set-Cookie" not in response.headers
 
@@ -281,7 +274,7 @@ async def test_login_with_an_expired_access_token_still_ends_the_previous_sessio
 
 async def test_a_form_login_sets_cookies_only_on_success(client, make_user):
     await make_user()
-    failed = await form_login(client, password="nope")
+    failed = await form_login(client, password="nope", headers=NAVIGATE)
     assert set_cookies(failed) == {}
-    succeeded = await form_login(client)
+    succeeded = await form_login(client, headers=NAVIGATE)
     assert set(set_cookies(succeeded)) == {"__Host-access", "__Secure-refresh"}

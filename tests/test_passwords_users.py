@@ -13,7 +13,7 @@ from conftest import CHEAP_PASSWORDS, PASSWORD
 from service.app import build_authenticator
 from service.auth import Authenticator, Client
 from service.clock import SettableClock
-from service.errors import CredentialsError, RefreshFailed, UserError
+from service.errors import CredentialsError, InvalidInput, RefreshFailed, UserError
 from service.passwords import MAX_PASSWORD_LENGTH, Passwords
 from service.settings import PasswordSettings, Settings
 from service.store import Redis
@@ -77,7 +77,7 @@ def test_policy_is_length_only() -> None:
     passwords.check_policy("aaaaaaaa")  # no composition rules (NIST SP 800-63B)
     passwords.check_policy("x" * MAX_PASSWORD_LENGTH)
     for bad in ("", "short", "a" * 7, "x" * (MAX_PASSWORD_LENGTH + 1)):
-        with pytest.raises(UserError):
+        with pytest.raises(InvalidInput):
             passwords.check_policy(bad)
 
 

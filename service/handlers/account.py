@@ -1,0 +1,74 @@
+"""The account page and its JSON twins: the user's sessions, revoking them, changing the password."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from .. import appkeys
+from ..devices import describe
+from ..middleware import csrf_token, require_user
+from ..negotiate import read_fields, wants_html
+from ..sessions import SessionInfo
+
+
+def _session_json(info: SessionInfo, current: str) -> dict[str, object]:
+    return {"id": info.session_id, "device": describe(info.user_agent), "ip": info.ip,
+            "created": int(info.created), "last_used": int(info.last_used), "current": info.session_id == current}
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    sessions = await request.app[appkeys.authenticator].sessions.list(user.user_id)
+    rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
+            for s in sessions]
+    context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done")}
+    return aiohttp_jinja2.render_template("account.html", request, context)
+
+
+async def list_sessions(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    sessions = await request.app[appkeys.authenticator].sessions.list(user.user_id)
+    return web.json_response({"sessions": [_session_json(s, user.session_id) for s in sessions]})
+
+
+async def revoke(request: web.Request) -> web.StreamResponse:
+    """End one session. Ending the current one is signing out."""
+    user = require_user(request)
+    session_id = request.match_info["session_id"]
+    await request.app[appkeys.authenticator].revoke_session(user, session_id)
+    return _done(request, signed_out=session_id == user.session_id, notice="revoked")
+
+
+async def revoke_all(request: web.Request) -> web.StreamResponse:
+    """Sign out everywhere, this browser included."""
+    user = require_user(request)
+    await request.app[appkeys.authenticator].logout_everywhere(user.user_id)
+    return _done(request, signed_out=True, notice="")
+
+
+async def change_password(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    fields = await read_fields(request, "current", "new")
+    await request.app[appkeys.authenticator].change_password(user, fields["current"], fields["new"])
+    return _done(request, signed_out=False, notice="password")
+
+
+def _done(request: web.Request, *, signed_out: bool, notice: str) -> web.StreamResponse:
+    app = request.app
+    paths = app[appkeys.paths]
+    if not wants_html(request):
+        response = web.Response(status=204)
+    elif signed_out:
+        response = web.Response(status=303, headers={"Location": paths.login})
+    else:
+        response = web.Response(status=303, headers={"Location": f"{paths.account}?done={notice}"})
+    if signed_out:
+        app[appkeys.cookies].clear_session(response)
+    return response
