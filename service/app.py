@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.csrf] = csrf
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
-    app.on_response_prepare.append(security_headers(paths))
+    app.on_response_prepare.append(security_headers(paths, hsts=settings.cookies.secure))
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True)
     env.globals["paths"] = paths
     setup_routes(app, paths, str(ROOT / "static"))

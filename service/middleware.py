@@ -194,8 +194,11 @@ def _problem(request: web.Request, status: int, code: str, message: str) -> web.
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def security_headers(paths: Paths) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """An ``on_response_prepare`` hook, so raised and error responses get the headers too."""
+def security_headers(paths: Paths, *, hsts: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` hook, so raised and error responses get the headers too.
+
+    HSTS goes out whenever cookies are Secure: browsers honour it only over HTTPS (RFC 6797 §8.1).
+    """
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
@@ -204,6 +207,9 @@ def security_headers(paths: Paths) -> Callable[[web.Request, web.StreamResponse]
         headers.setdefault("Content-Security-Policy",
                            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
         if not request.path.startswith(paths.static + "/"):
             headers["Cache-Control"] = "no-store"
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import cookie, jar_snapshot, login, set_cookies, with_value
+from conftest import cookie, csrf_token, jar_snapshot, login, set_cookies, with_value
 from service.app import create_app
 from service.middleware import require_user
 
@@ -62,6 +62,11 @@ async def site(make_settings, make_client, make_user, probe, clock):
     await make_user("Alice")
     await login(client, "alice")
     return client
+
+
+def with_token(headers: dict[str, str], token: str) -> dict[str, str]:
+    """``headers`` plus the session's CSRF token, as a same-origin fetch() sends it."""
+    return {**headers, "X-CSRF-Token": token}
 
 
 def expire_access(clock) -> None:
@@ -117,7 +122,8 @@ async def test_valid_access_needs_no_refresh_hop(site, clock):
 # --- (b), (c), (d): requests with bodies and fetch() ---
 
 async def test_form_post_survives_expiry_and_is_applied_exactly_once_with_its_body(site, clock, probe):
-    form = {"title": "Grüße & <tags>", "amount": "42", "empty": ""}
+    # The page's form carries its hidden csrf field; the replayed body still holds it after the hop.
+    form = {"title": "Grüße & <tags>", "amount": "42", "empty": "", "csrf": await csrf_token(site)}
     expire_access(clock)
     response = await site.post("/probe/form", data=form, headers=NAVIGATE)
     assert chain(response) == [(307, refresh_hop("/probe/form")), (307, "/probe/form"), (200, "/probe/form")]
@@ -131,8 +137,10 @@ async def test_form_post_survives_expiry_and_is_applied_exactly_once_with_its_bo
 
 
 async def test_multipart_form_post_survives_expiry_with_its_body(site, clock, probe):
+    token = await csrf_token(site)
     expire_access(clock)
     data = aiohttp.FormData()
+    data.add_field("csrf", token)
     data.add_field("note", "hello")
     data.add_field("file", b"\x00\x01binary", filename="a.bin", content_type="application/octet-stream")
     response = await site.post("/probe/form", data=data, headers=NAVIGATE)
@@ -143,8 +151,9 @@ async def test_multipart_form_post_survives_expiry_with_its_body(site, clock, pr
 
 async def test_fetch_json_post_survives_expiry_and_is_applied_exactly_once(site, clock, probe):
     payload = {"items": [1, 2, 3], "text": "ünïcode", "nested": {"ok": True}}
+    token = await csrf_token(site)
     expire_access(clock)
-    response = await site.post("/probe/json", json=payload, headers=FETCH)
+    response = await site.post("/probe/json", json=payload, headers=with_token(FETCH, token))
     assert chain(response) == [(307, refresh_hop("/probe/json")), (307, "/probe/json"), (200, "/probe/json")]
     assert await response.json() == {"applied": 1, "user": "Alice"}
     assert len(probe.applied) == 1
