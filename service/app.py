@@ -15,6 +15,7 @@ from .auth import Authenticator
 from .clock import Clock, system_clock
 from .cookies import CookiePolicy
 from .embedded import EmbeddedRedis
+from .forwarded import forwarded_middleware, parse_networks
 from .errors import StoreUnavailable
 from .csrf import CsrfTokens
 from .middleware import auth_middleware, csrf_middleware, error_middleware, security_headers
@@ -36,7 +37,7 @@ log = logging.getLogger("service")
 def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authenticator:
     """The core, wired: also used by the CLI, which needs it without a web application."""
     keys_dir = settings.storage.data_dir / "keys"
-    ring = keyring.load_or_create(keys_dir, settings.tokens.algorithm)
+    ring = keyring.KeyDirectory(keys_dir, settings.tokens.algorithm, clock)  # follows `keys rotate`/`prune`
     space = KeySpace(settings.redis.key_prefix)
     return Authenticator(
         users=UserStore(redis, space),
@@ -71,9 +72,11 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     auth = build_authenticator(settings, redis, clock)
     csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", "csrf.key"))
 
+    proxies = parse_networks(settings.server.trusted_proxies)
     app = web.Application(
         client_max_size=settings.server.max_body,
         middlewares=[
+            *([forwarded_middleware(proxies)] if proxies else []),  # first: all below see the real client
             error_middleware(cookies, paths),  # outermost: every error below becomes one clear answer
             auth_middleware(auth, cookies, paths),  # attaches the user; expiry surfaces as a refresh hop
             csrf_middleware(csrf, cookies, paths),  # needs the user's session; before any handler acts

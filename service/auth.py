@@ -51,6 +51,11 @@ class Authenticator:
         self._throttle = throttle
         self._clock = clock
 
+    @property
+    def codec(self) -> TokenCodec:
+        """The access-token codec, whose public keys the JWKS endpoint publishes."""
+        return self._codec
+
     async def login(self, username: str, password: str, client: Client) -> Issued:
         """Check the password and start a new session.
 

@@ -67,7 +67,8 @@ class Throttled(ServiceError):
     """
 
     def __init__(self, retry_after: int, *, scope: str = "") -> None:
-        wait = f"{retry_after} seconds" if retry_after < 120 else f"{-(-retry_after // 60)} minutes"
+        wait = (f"{retry_after} second{'s' if retry_after != 1 else ''}" if retry_after < 120
+                else f"{-(-retry_after // 60)} minutes")
         super().__init__(f"Too many failed sign-in attempts. Try again in {wait}.")
         self.retry_after = retry_after
         self.scope = scope

@@ -7,6 +7,7 @@ Every key has its default here and its documentation in ``settings.toml``. A bad
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -41,6 +42,7 @@ class ServerSettings:
     port: int = 8080
     url_prefix: str = ""
     max_body: int = 65536
+    trusted_proxies: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +225,17 @@ def validate(settings: Settings) -> Settings:
     if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
         raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
     _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)
+    _networks("server.trusted_proxies", settings.server.trusted_proxies)
     _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
     return settings
+
+
+def _networks(key: str, value: str) -> None:
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(key, f"{part!r} is not an IP address or network") from None
 
 
 def _positive(settings: Settings, *keys: str) -> None:

@@ -15,7 +15,7 @@ import jwt
 
 from .clock import Clock
 from .errors import TokenError, TokenExpired
-from .keyring import KeyRing
+from .keyring import KeyDirectory, KeyRing, SigningKey
 from .settings import TokenSettings
 
 TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1: a refresh or ID token can never pass as an access token
@@ -38,12 +38,22 @@ class AccessClaims:
 
 
 class TokenCodec:
-    """Mints and verifies access JWTs with one key ring and one clock."""
+    """Mints and verifies access JWTs with one key ring and one clock.
 
-    def __init__(self, settings: TokenSettings, ring: KeyRing, clock: Clock) -> None:
+    Given a :class:`~service.keyring.KeyDirectory` rather than a fixed ring, it follows the directory:
+    signing picks up a rotated key, and an unknown ``kid`` (a key another instance just started using)
+    gets one rate-limited look at the directory before the token is rejected.
+    """
+
+    def __init__(self, settings: TokenSettings, ring: KeyRing | KeyDirectory, clock: Clock) -> None:
         self._settings = settings
-        self._ring = ring
+        self._keys = ring
         self._clock = clock
+
+    def _ring(self, *, rescan: bool) -> KeyRing:
+        if isinstance(self._keys, KeyRing):
+            return self._keys
+        return self._keys.rescan() if rescan else self._keys.ring
 
     def mint(self, *, user_id: str, session_id: str, username: str, not_after: float) -> AccessClaims:
         """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``."""
@@ -52,7 +62,7 @@ class TokenCodec:
         return AccessClaims(user_id, session_id, username, secrets.token_urlsafe(16), now, expires)
 
     def encode(self, claims: AccessClaims) -> str:
-        key = self._ring.current
+        key = self._ring(rescan=True).current
         payload = {
             "iss": self._settings.issuer,
             "aud": self._settings.audience,
@@ -100,10 +110,17 @@ class TokenCodec:
             raise TokenError("wrong token type")
         if any(name in header for name in _FORBIDDEN_HEADERS):
             raise TokenError("forbidden header")  # SECURITY: RFC 8725 §3.10, keys only from our ring
-        key = self._ring.get(header.get("kid"))
+        kid = header.get("kid")
+        key = self._ring(rescan=False).get(kid) or self._ring(rescan=True).get(kid)
         if key is None or header.get("alg") != key.algorithm:
             raise TokenError("unknown key")
         return key
+
+    def public_jwks(self) -> dict[str, Any]:
+        """The ring's public keys as a JWK Set (RFC 7517 §5), for other services to verify access
+        tokens with. HS256 keys are secrets: with HS256 the set is empty."""
+        ring = self._ring(rescan=True)
+        return {"keys": [_public_jwk(key) for key in ring.keys if key.algorithm != "HS256"]}
 
     def _check_time(self, claims: AccessClaims, payload: dict[str, Any]) -> None:
         now = self._clock()
@@ -114,6 +131,12 @@ class TokenCodec:
             raise TokenError("not yet valid")
         if claims.expires_at <= now - leeway:
             raise TokenExpired(claims)
+
+
+def _public_jwk(key: SigningKey) -> dict[str, Any]:
+    jwk: dict[str, Any] = jwt.get_algorithm_by_name(key.algorithm).to_jwk(key.public, as_dict=True)
+    jwk.pop("key_ops", None)  # RFC 7517 §4.3: not together with "use"
+    return {**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
 
 
 def _claims(payload: dict[str, Any]) -> AccessClaims:

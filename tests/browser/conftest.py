@@ -2,13 +2,15 @@
 
 The service runs in-process with the default cookie settings (``cookies.secure = true``, so the
 cookies are ``__Host-access`` and ``__Secure-refresh``) and the test's settable clock, plus two
-test-only routes: ``GET /test/form``, a plain page with a form, and ``POST /test/echo``, a protected
-endpoint that records every call it receives.
+test-only routes: ``GET /test/form``, a plain page with a form (carrying the session's CSRF token in
+a hidden field and in ``<meta name="csrf-token">``, as the service's own pages do), and
+``POST /test/echo``, a protected endpoint that records every call it receives.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from service.app import create_app
 from service.clock import SettableClock
-from service.middleware import require_user
+from service.middleware import csrf_token, require_user
 from service.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,8 +37,8 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 }
 
 FORM_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Test form</title></head>
-<body><form method="post" action="/test/echo">
+<html lang="en"><head><meta charset="utf-8"><meta name="csrf-token" content="{csrf}"><title>Test form</title></head>
+<body><form method="post" action="/test/echo"><input type="hidden" name="csrf" value="{csrf}">
 <label for="note">Note</label> <input id="note" name="note"> <button type="submit">Send</button>
 </form></body></html>
 """
@@ -105,7 +107,7 @@ async def service(aiohttp_server: Any, settings: Settings, clock: SettableClock,
     echoed: list[dict[str, str]] = []
 
     async def form(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=FORM_PAGE, content_type="text/html")
+        return web.Response(text=FORM_PAGE.format(csrf=html.escape(csrf_token(request))), content_type="text/html")
 
     async def echo(request: web.Request) -> web.StreamResponse:
         user = require_user(request)
