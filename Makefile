@@ -1,10 +1,12 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
+# make bench: load a bare handler and the service with wrk over loopback (needs /usr/bin/wrk: apt-get install wrk);
+# prints a table and writes bench/results.json. A few minutes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test user clean
+.PHONY: run test bench user clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

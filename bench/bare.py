@@ -1,17 +1,20 @@
 """The ceiling: a bare aiohttp handler answering ``GET /api/me`` with the JSON shape of the service's
-``/api/me`` — no middleware, no cookie, no token, no Redis. Run by ``bench/run.py``:
+``/api/me`` — no middleware, no cookie, no token, no Redis. Run by ``bench/run.py``, which passes
+the body the service itself answered, so both send the same bytes:
 
-    python bench/bare.py PORT
+    python bench/bare.py PORT [BODY_JSON]
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 from aiohttp import web
 
-# The same keys and value types as the service's /api/me answer.
-BODY = {"id": "u_2VmVjW0bS1qf3k8ZkA", "name": "bench", "session": "o1Q0ZbJ9bXh2mWk3", "access_expires": 1767225600}
+# Without BODY_JSON: the keys and value types of the service's /api/me answer.
+BODY: dict[str, Any] = {"id": "u_2VmVjW0bS1qf3k8ZkA", "name": "bench", "session": "o1Q0ZbJ9bXh2mWk3", "access_expires": 1767225600}
 
 
 async def me(request: web.Request) -> web.StreamResponse:
@@ -23,6 +26,9 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        BODY.clear()
+        BODY.update(json.loads(argv[1]))
     app = web.Application()
     app.router.add_get("/api/me", me)
     app.router.add_get("/healthz", healthz)

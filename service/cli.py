@@ -1,4 +1,4 @@
-"""The command line: ``python -m service [--settings FILE] [serve | users ...]``; the only argv parser."""
+"""The command line: ``python -m service [--settings FILE] [serve | users ... | keys ...]``; the only argv parser."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import logs
+from . import keyring, logs
 from . import settings as settings_module
 from .app import build_authenticator, create_app, open_redis
 from .auth import Authenticator
@@ -32,6 +32,8 @@ def main(argv: list[str]) -> int:
             return _serve(settings, host=None, port=None)
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
+        if args.command == "keys":
+            return _keys(settings, args.key_action)
         return asyncio.run(_users(settings, args))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -57,7 +59,23 @@ def _parser() -> argparse.ArgumentParser:
                          ("remove", "delete the user and end every session")):
         users.add_parser(action, help=text).add_argument("name")
     users.add_parser("list", help="list users")
+    keys = commands.add_parser("keys", help="rotate and prune the JWT signing keys", description=_KEYS_HELP,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = keys.add_subparsers(dest="key_action", required=True)
+    actions.add_parser("rotate", help="make a new signing key; older keys keep verifying")
+    actions.add_parser("prune", help="remove old keys once every token they signed has expired")
+    actions.add_parser("list", help="list keys: kid, algorithm, created, current")
     return parser
+
+
+_KEYS_HELP = f"""\
+Signing keys live in <storage.data_dir>/keys, one file per kid. The newest key of the
+configured tokens.algorithm signs access tokens; every key verifies them.
+
+No restart is needed: a running instance re-reads keys/ at most every {keyring.RELOAD_INTERVAL:g} s while it
+signs tokens, and when a token names a kid it does not know, so within {keyring.RELOAD_INTERVAL:g} s of
+`keys rotate` it signs with the new key. Instances that keep their own copy of keys/ need the
+new file copied in. Run `keys prune` once tokens.access_ttl + tokens.leeway have passed."""
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
@@ -71,6 +89,56 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         print(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _keys(settings: Settings, action: str) -> int:
+    directory = settings.storage.data_dir / "keys"
+    algorithm = settings.tokens.algorithm
+    if action == "rotate":
+        try:
+            kid = keyring.add_key(directory, algorithm)
+        except OSError as exc:
+            raise SettingsError("storage.data_dir", f"cannot write a key in {directory}: {exc.strerror}") from None
+        older = len(_ring(directory, settings).keys) - 1
+        print(f"new signing key {kid} ({algorithm}); {older} older key(s) still verify")
+        print(f"running instances sign with it within {keyring.RELOAD_INTERVAL:g} s; "
+              f"run `keys prune` after tokens.access_ttl ({settings.tokens.access_ttl:g} s)")
+        return 0
+    ring = _ring(directory, settings)
+    if action == "list":
+        for key in ring.keys:
+            state = "current" if key is ring.current else "verifies"
+            print(f"{key.kid}\t{key.algorithm}\tcreated {_utc(key.created)}\t{state}")
+        return 0
+    return _prune(directory, ring, settings)
+
+
+def _prune(directory: Path, ring: keyring.KeyRing, settings: Settings) -> int:
+    now = time.time()
+    lifetime = settings.tokens.access_ttl + settings.tokens.leeway
+    removed = 0
+    for key, until in keyring.retired(ring, token_lifetime=lifetime):
+        if until < now:
+            keyring.remove_key(directory, key)
+            removed += 1
+            print(f"removed {key.kid}: every token it signed expired by {_utc(until)}")
+        else:
+            print(f"kept {key.kid}: tokens it signed may be valid until {_utc(until)}")
+    print(f"kept {ring.current.kid}: current")
+    print(f"{removed} key(s) removed, {len(ring.keys) - removed} kept")
+    return 0
+
+
+def _ring(directory: Path, settings: Settings) -> keyring.KeyRing:
+    ring = keyring.load(directory, settings.tokens.algorithm)
+    if ring is None:
+        raise UserError(f"no {settings.tokens.algorithm} signing keys in {directory} yet "
+                        "(the service makes the first one when it starts)")
+    return ring
+
+
+def _utc(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:

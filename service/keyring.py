@@ -150,7 +150,11 @@ def retired(ring: KeyRing, *, token_lifetime: float) -> list[tuple[SigningKey, f
 
 
 def remove_key(directory: Path, key: SigningKey) -> None:
-    (directory / (key.kid + _SUFFIX[key.algorithm])).unlink(missing_ok=True)
+    path = directory / (key.kid + _SUFFIX[key.algorithm])
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SettingsError("storage.data_dir", f"cannot remove {path}: {exc.strerror}") from None
 
 
 def add_key(directory: Path, algorithm: Algorithm) -> str:

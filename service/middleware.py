@@ -210,7 +210,9 @@ def security_headers(paths: Paths, *, hsts: bool) -> Callable[[web.Request, web.
         headers.setdefault("X-Frame-Options", "DENY")
         if hsts:
             headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        if not request.path.startswith(paths.static + "/"):
+        if request.path == paths.jwks:  # public keys, not an auth response: the handler's max-age stands
+            headers.setdefault("Cache-Control", "no-store")
+        elif not request.path.startswith(paths.static + "/"):
             headers["Cache-Control"] = "no-store"
 
     return add_headers

@@ -25,6 +25,7 @@ class Paths:
         self.refresh_scope = self.prefix + settings.cookies.refresh_path
         self.refresh = self.refresh_scope + "/refresh"
         self.static = self.prefix + "/static"
+        self.jwks = self.prefix + "/.well-known/jwks.json"
 
     def safe_next(self, value: str | None) -> str:
         """``value`` if it is a relative path on this service, else the home page.

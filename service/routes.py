@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .handlers import account, api, ops, pages
+from .handlers import account, api, keys, ops, pages
 from .paths import Paths
 
 
@@ -24,6 +24,7 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     app.router.add_delete(p + "/api/sessions/{session_id}", account.revoke)
     app.router.add_delete(p + "/api/sessions", account.revoke_all)
     app.router.add_post(p + "/api/password", account.change_password)
+    app.router.add_get(paths.jwks, keys.jwks, name="jwks")
     app.router.add_get(p + "/healthz", ops.healthz, name="healthz")
     app.router.add_get(p + "/readyz", ops.readyz, name="readyz")
     app.router.add_static(paths.static, static_dir, name="static")

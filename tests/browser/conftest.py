@@ -107,7 +107,8 @@ async def service(aiohttp_server: Any, settings: Settings, clock: SettableClock,
     echoed: list[dict[str, str]] = []
 
     async def form(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=FORM_PAGE.format(csrf=html.escape(csrf_token(request))), content_type="text/html")
+        page = FORM_PAGE.format(csrf=html.escape(csrf_token(request)))
+        return web.Response(text=page, content_type="text/html")
 
     async def echo(request: web.Request) -> web.StreamResponse:
         user = require_user(request)

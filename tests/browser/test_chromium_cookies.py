@@ -14,7 +14,11 @@ from playwright.async_api import Cookie, Page, Request, Response
 
 from .conftest import ARTIFACTS, Service
 
-ACCESS, REFRESH = "__Host-access", "__Secure-refresh"
+ACCESS, REFRESH, LOGIN = "__Host-access", "__Secure-refresh", "__Host-login"
+
+# The documented way for page scripts: read the token from <meta name="csrf-token"> and send it as
+# X-CSRF-Token on every unsafe fetch().
+META_TOKEN = "document.querySelector('meta[name=\"csrf-token\"]').content"
 
 FETCH = """async ([url, init]) => {
   const response = await fetch(url, init);
@@ -63,8 +67,9 @@ async def test_signing_in_through_the_form_lands_on_next_with_secure_prefixed_co
     assert landed.status == 200
     assert (await landed.json())["name"] == "Alice"
     assert "Alice" in await page.content()
-    # Chromium kept both Secure, prefixed cookies set over plain http on 127.0.0.1.
-    assert set(await cookies(page)) == {ACCESS, REFRESH}
+    # Chromium kept both Secure, prefixed cookies set over plain http on 127.0.0.1 (and the login
+    # page's pre-session nonce, which the form's CSRF token was bound to).
+    assert set(await cookies(page)) == {ACCESS, REFRESH, LOGIN}
     await page.goto(service.url("/"))
     assert "Signed in as Alice" in await page.inner_text("main")
     await page.screenshot(path=ARTIFACTS / f"home-{viewport}.png", full_page=True)
@@ -79,7 +84,7 @@ async def test_a_wrong_password_shows_the_form_again_with_one_message(service: S
     assert (await landed.value).status == 401
     assert await page.inner_text("[role=alert]") == "Incorrect username or password."
     assert await page.input_value("#username") == "alice"
-    assert await page.context.cookies() == []
+    assert set(await cookies(page)) == {LOGIN}  # only the login form's nonce: no session
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=ARTIFACTS / "login-error-desktop.png", full_page=True)
 
@@ -124,11 +129,13 @@ async def test_fetch_get_and_post_from_page_script_survive_an_expired_access_tok
 
     assert (me["status"], me["redirected"], me["body"]["name"]) == (200, True, "Alice")
     assert me["url"] == service.url("/api/me")
+    token = await page.evaluate(META_TOKEN)
+    assert token and me["body"]["csrf_token"] == token  # the same token, stable across the refresh
 
     service.expire_access_token()
     body = json.dumps({"note": "déjà vu ✓", "items": list(range(50))})
     posted = await page.evaluate(FETCH, ["/test/echo", {
-        "method": "POST", "headers": {"Content-Type": "application/json"}, "body": body}])
+        "method": "POST", "headers": {"Content-Type": "application/json", "X-CSRF-Token": token}, "body": body}])
 
     assert (posted["status"], posted["redirected"]) == (200, True)
     assert posted["body"] == {"user": "Alice", "calls": 1}
@@ -137,6 +144,7 @@ async def test_fetch_get_and_post_from_page_script_survive_an_expired_access_tok
 
 async def test_a_form_post_after_expiry_is_applied_exactly_once(service: Service, page: Page) -> None:
     await sign_in(page, service, "/test/form")
+    token = await page.evaluate(META_TOKEN)  # the same value as the form's hidden field
     service.expire_access_token()
     note = "buy milk & eggs, 100% sure ✓"
 
@@ -150,7 +158,7 @@ async def test_a_form_post_after_expiry_is_applied_exactly_once(service: Service
     assert await response.json() == {"user": "Alice", "calls": 1}
     assert len(service.echoed) == 1
     assert service.echoed[0]["content_type"] == "application/x-www-form-urlencoded"
-    assert urllib.parse.parse_qs(service.echoed[0]["body"]) == {"note": [note]}
+    assert urllib.parse.parse_qs(service.echoed[0]["body"]) == {"csrf": [token], "note": [note]}
 
 
 async def test_signing_out_clears_both_cookies_and_the_next_visit_asks_to_sign_in(
@@ -161,6 +169,6 @@ async def test_signing_out_clears_both_cookies_and_the_next_visit_asks_to_sign_i
         await page.click("text=Sign out")
 
     assert urllib.parse.urlsplit(page.url).path == "/login"
-    assert await page.context.cookies() == []
+    assert set(await cookies(page)) == {LOGIN}  # both session cookies cleared; the login page's nonce stays
     await page.goto(service.url("/"))
     assert urllib.parse.urlsplit(page.url).path == "/login"

@@ -28,10 +28,10 @@ async def attempt(client: Any, name: str = "alice", password: str = PASSWORD + "
     return await client.post("/login", json={"username": name, "password": password}, headers=headers)
 
 
-async def fail(client: Any, times: int, name: str = "alice") -> None:
+async def fail(client: Any, times: int, name: str = "alice", **headers: str) -> None:
     """``times`` wrong passwords for ``name``, each the generic 401."""
     for _ in range(times):
-        response = await attempt(client, name)
+        response = await attempt(client, name, **headers)
         assert response.status == 401, await response.text()
 
 
@@ -197,6 +197,22 @@ async def test_another_address_is_not_throttled_by_one_address_stuffing(client, 
     await assert_throttled(await attempt(client, "alice", PASSWORD))
     elsewhere = await client_from(client, "127.0.0.2")
     assert (await attempt(elsewhere, "alice", PASSWORD)).status == 200
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_window(make_settings, make_client):
+    client = await make_client(of=make_settings(server={"trusted_proxies": "127.0.0.1"}))
+    for i in range(20):
+        await fail(client, 1, name=f"user{i}", **{"X-Forwarded-For": "203.0.113.9"})
+    await assert_throttled(await attempt(client, "user99", **{"X-Forwarded-For": "203.0.113.9"}))
+    assert (await attempt(client, "user99", **{"X-Forwarded-For": "198.51.100.4"})).status == 401
+
+
+async def test_an_ipv6_client_is_counted_by_its_slash_64(make_settings, make_client):
+    client = await make_client(of=make_settings(server={"trusted_proxies": "127.0.0.1"}))
+    for i in range(20):  # one host rotating through the addresses of its /64
+        await fail(client, 1, name=f"user{i}", **{"X-Forwarded-For": f"2001:db8:5:6::{i + 1:x}"})
+    await assert_throttled(await attempt(client, "user99", **{"X-Forwarded-For": "2001:db8:5:6:ffff::1"}))
+    assert (await attempt(client, "user99", **{"X-Forwarded-For": "2001:db8:5:7::1"})).status == 401
 
 
 # --- shared and durable: the windows live in Redis -------------------------------------------------------
