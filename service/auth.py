@@ -148,16 +148,22 @@ class Authenticator:
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})
         return ended
 
-    async def change_password(self, claims: AccessClaims, current: str, new: str) -> int:
+    async def change_password(self, claims: AccessClaims, current: str, new: str, client: Client) -> int:
         """Set a new password after checking the current one; every other session ends.
 
+        Guesses of the current password count against the same windows as failed logins, so a stolen
+        session cannot be used to brute-force the password (ASVS 5.0 6.2.3).
+
         Raises:
+            Throttled: too many recent failures for this user or from this client.
             InvalidInput: the current password is wrong or the new one breaks the length policy.
         """
+        attempt = await self._admit(claims.username, client)
         user = await self.users.get(claims.user_id)
         if user is None or not await self.passwords.verify(user.password_hash, current[:MAX_PASSWORD_LENGTH + 1]):
             log.info("password_change_failed", extra={"event": "password_change_failed", "user": claims.user_id})
             raise InvalidInput("The current password is not correct.")
+        await self._throttle.succeeded(attempt)
         self.passwords.check_policy(new)
         await self.users.set_password_hash(user.id, await self.passwords.hash(new))
         log.info("password_changed", extra={"event": "password_changed", "user": user.id})

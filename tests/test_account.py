@@ -97,3 +97,18 @@ async def test_account_page_needs_a_signed_in_user(client):
     response = await client.get("/account", headers=NAVIGATE, allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == "/login?next=%2Faccount"
+
+
+async def test_guessing_the_current_password_is_throttled_like_logins(make_client, make_settings, make_user):
+    settings = make_settings(throttle={"per_user": 3})
+    await make_user(of=settings)
+    laptop = await make_client(of=settings)
+    token = (await login(laptop))["csrf_token"]
+    statuses = []
+    for guess in range(5):
+        response = await laptop.post("/api/password", json={"current": f"guess {guess}", "new": "a new long password"},
+                                     headers={"X-CSRF-Token": token})
+        statuses.append(response.status)
+    assert statuses == [400, 400, 400, 429, 429]
+    assert (await (await make_client(of=settings)).post(
+        "/login", json={"username": "alice", "password": PASSWORD})).status == 429

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import appkeys
 from ..devices import describe
 from ..middleware import csrf_token, require_user
-from ..negotiate import read_fields, wants_html
+from ..negotiate import client, read_fields, wants_html
 from ..sessions import SessionInfo
 
 
@@ -56,7 +56,7 @@ async def revoke_all(request: web.Request) -> web.StreamResponse:
 async def change_password(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
     fields = await read_fields(request, "current", "new")
-    await request.app[appkeys.authenticator].change_password(user, fields["current"], fields["new"])
+    await request.app[appkeys.authenticator].change_password(user, fields["current"], fields["new"], client(request))
     return _done(request, signed_out=False, notice="password")
 
 
