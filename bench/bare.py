@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 # Without BODY_JSON: the keys and value types of the service's /api/me answer.
-BODY: dict[str, Any] = {"id": "u_2VmVjW0bS1qf3k8ZkA", "name": "bench", "session": "o1Q0ZbJ9bXh2mWk3", "access_expires": 1767225600}
+BODY: dict[str, Any] = {"id": "u_2VmVjW0bS1qf3k8ZkA", "name": "bench", "session": "o1Q0ZbJ9bXh2mWk3",
+                        "access_expires": 1767225600}
 
 
 async def me(request: web.Request) -> web.StreamResponse:

@@ -16,12 +16,15 @@ bytes — the same ``Cookie`` header — for the ceiling and the service; latenc
 ``bench/latency.lua``):
 
 a. the bare handler; b. authenticated ``GET /api/me`` with a valid access cookie;
-c. a refresh storm: 200 clients signed in one by one, whose access tokens are then all expired, call
-   ``GET /api/me`` at once and follow the 307 refresh hop (Python aiohttp clients, one cookie jar each);
-d. ``GET /api/me`` again without (d0) and with (d) logins running at a steady 5/s (argon2 verify);
-e. 1 process vs 2 processes on the same Redis (the service has no ``--workers`` flag yet unless its
-   ``--help`` shows one): two wrk processes of 1 thread x 25 connections, both on instance 1 (e1),
-   then one on each instance (e2); req/s summed.
+c. a refresh storm: 200 clients signed in over HTTP (4 at a time), whose access tokens are then all
+   expired, call ``GET /api/me`` at once and follow the 307 refresh hop (Python aiohttp clients, one
+   cookie jar each); then each checks that its session still answers (else it counts as revoked);
+d. ``GET /api/me`` again without (d0) and with (d) JSON logins (argon2 verify) started at a steady
+   5/s by a task of this script, at most 4 in flight (the login throttle counts attempts in flight);
+e. 1 process vs 2: two wrk processes of 1 thread x 25 connections, both on instance 1 (e1), then one
+   on each of 2 instances sharing the Redis (e2, "2 processes"); req/s summed. If
+   ``python -m service [serve] --help`` shows a ``--workers`` flag, e2 is one service started with
+   ``--workers 2`` instead, both wrk processes on it.
 
 Then revocation is checked: the session behind b's cookie is signed out through instance 1 and both
 instances are polled until they refuse that cookie.
@@ -57,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +171,7 @@ class Load:
 
     threads: int
     connections: int
-    duration: float
+    duration: int
     cpu: int | None  # taskset CPU for wrk, or None
 
 
@@ -185,10 +188,10 @@ class WrkResult:
     errors: dict[str, int]  # connect, read, write, timeout, and status (>= 400: "Non-2xx or 3xx responses")
 
 
-async def wrk(url: str, cookie: str, load: Load, *, duration: float | None = None) -> WrkResult:
+async def wrk(url: str, cookie: str, load: Load, *, duration: int | None = None) -> WrkResult:
     """One wrk run; its ``done`` callback (bench/latency.lua) prints one ``BENCH {json}`` line."""
     seconds = load.duration if duration is None else duration
-    argv = [WRK, f"-t{load.threads}", f"-c{load.connections}", f"-d{seconds:g}s", "-s", str(LUA),
+    argv = [WRK, f"-t{load.threads}", f"-c{load.connections}", f"-d{seconds}s", "-s", str(LUA),
             "-H", f"Cookie: {cookie}", url]
     if load.cpu is not None:
         argv = ["taskset", "-c", str(load.cpu), *argv]
@@ -391,7 +394,9 @@ async def storm(base: str, password: str, clients: int, login_concurrency: int =
     finally:
         await asyncio.gather(*(c.http.close() for c in crowd))
 
-    ok = [c for c in crowd if c.status == 200 and c.hopped and not c.saw_login and not c.error]
+    # Success: its own user's answer, never a login page. (Whether it went through /auth/refresh is
+    # reported as `hopped`: a service may one day refresh an expired token in place.)
+    ok = [c for c in crowd if c.status == 200 and not c.saw_login and not c.error]
     saw_login = sum(c.saw_login for c in crowd)
     times = [c.ms for c in crowd]
     return {"clients": clients, "ok": len(ok), "saw_login": saw_login, "no_login_page": clients - saw_login,
@@ -436,7 +441,8 @@ async def revocation(http: aiohttp.ClientSession, bases: Sequence[str], cookie: 
 # --- service logs ----------------------------------------------------------------------------------
 
 def log_findings(logs: Sequence[Path]) -> dict[str, Any]:
-    """Warnings and errors the service logged (JSON lines), by message; tracebacks that were not JSON."""
+    """Warnings and errors the service logged (JSON lines), counted by level, message and exception chain;
+    lines of output that are not JSON but look like errors, as samples."""
     counts: dict[str, int] = {}
     samples: list[str] = []
     for path in logs:
@@ -445,16 +451,20 @@ def log_findings(logs: Sequence[Path]) -> dict[str, Any]:
                 try:
                     entry = json.loads(line)
                 except ValueError:
-                    if "Traceback" in line or "Error" in line:
-                        counts["non-JSON error output"] = counts.get("non-JSON error output", 0) + 1
+                    if ("Traceback" in line or "Error" in line) and len(samples) < 5:
                         samples.append(f"{path.name}: {line[:200]}")
                     continue
                 if not isinstance(entry, dict) or entry.get("level") not in ("warning", "error", "critical"):
                     continue
                 key = f"{entry['level']}: {entry.get('event') or entry.get('message')}"
+                if entry.get("reason"):
+                    key += f" ({entry['reason']})"
+                # The exception lines of the trace, cause first: "…MaxConnectionsError: … -> …StoreUnavailable: …"
+                chain = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception|Unavailable|Timeout)\b.*)$",
+                                   str(entry.get("trace", "")), re.MULTILINE)
+                if chain:
+                    key += " [" + " -> ".join(c[:120] for c in chain) + "]"
                 counts[key] = counts.get(key, 0) + 1
-                if entry["level"] != "warning" and len(samples) < 5:
-                    samples.append(f"{path.name}: {line[:300]}")
     return {"counts": counts, "samples": samples}
 
 
@@ -463,7 +473,7 @@ def log_findings(logs: Sequence[Path]) -> dict[str, Any]:
 @dataclasses.dataclass
 class Bench:
     load: Load
-    warmup: float
+    warmup: int
     storm_clients: int
     login_rate: float
     tmp: Path
@@ -486,10 +496,11 @@ class Bench:
         prefix = ["taskset", "-c", self.server_cpus] if self.server_cpus else []
         return [*prefix, sys.executable, *args]
 
-    async def start_service(self, http: aiohttp.ClientSession, name: str, **overrides: str) -> str:
+    async def start_service(self, http: aiohttp.ClientSession, name: str, *args: str, **overrides: str) -> str:
+        """``python -m service [args]`` on a free port, with ``SERVICE__<KEY>`` overrides; its base URL."""
         port = free_port()
         log = self.tmp / f"{name}.log"
-        proc = self.procs.start(name, self.argv("-m", "service"), self.env(port, **overrides), log)
+        proc = self.procs.start(name, self.argv("-m", "service", *args), self.env(port, **overrides), log)
         self.logs.append(log)
         base = f"http://{HOST}:{port}"
         await wait_ready(http, base, proc, log)
@@ -519,6 +530,15 @@ class Bench:
         status, body = await me(http, base, cookie)
         if status != 200 or body is None or body.get("name") != USER:
             self.problems.append(f"{label}: GET /api/me {when} the run answered {status}, not 200 with the user")
+
+    def workers_args(self) -> list[str]:
+        """``[--workers 2]`` (or ``[serve, --workers 2]``) if ``python -m service`` has the flag, else []."""
+        for args in ([], ["serve"]):
+            shown = subprocess.run(self.argv("-m", "service", *args, "--help"), capture_output=True, text=True,
+                                   cwd=ROOT, env=self.env(None), timeout=60).stdout
+            if "--workers" in shown:
+                return [*args, "--workers", "2"]
+        return []
 
     async def run(self) -> dict[str, Any]:
         load = self.load
@@ -570,14 +590,17 @@ class Bench:
             if stats.failed:
                 self.problems.append(f"d: {stats.failed} of {stats.attempted} background logins failed")
 
-            help_text = subprocess.run(self.argv("-m", "service", "--help"), capture_output=True, text=True,
-                                       cwd=ROOT, env=self.env(None), timeout=60).stdout
-            results["workers_flag"] = "--workers" in help_text
-            print("e: 1 process vs 2 processes ...", flush=True)
-            two = await self.start_service(http, "service2", redis__url=f"unix://{self.tmp / 'data' / 'redis.sock'}")
+            # e. With a --workers flag: a second service started with --workers 2, both wrk on it.
+            # Without: a second instance on the same Redis, one wrk on each ("2 processes").
+            workers = self.workers_args()
+            results["workers_flag"] = " ".join(workers) if workers else None
+            shared = f"unix://{self.tmp / 'data' / 'redis.sock'}"
+            print(f"e: 1 process vs {'2 workers' if workers else '2 processes'} ...", flush=True)
+            two = await self.start_service(http, "service2", *workers, redis__url=shared)
             await wrk(two + "/api/me", cookie, load, duration=self.warmup)
             runs["e1"] = await self.checked_wrk(http, "e1", [one + "/api/me"] * 2, cookie, half)
-            runs["e2"] = await self.checked_wrk(http, "e2", [one + "/api/me", two + "/api/me"], cookie, half)
+            e2_urls = [two + "/api/me"] * 2 if workers else [one + "/api/me", two + "/api/me"]
+            runs["e2"] = await self.checked_wrk(http, "e2", e2_urls, cookie, half)
 
             print("revocation: sign out through instance 1 ...", flush=True)
             results["revocation"] = await revocation(http, [one, two], cookie)
@@ -590,8 +613,7 @@ class Bench:
                                          "after its session was signed out")
 
             print(f"c: refresh storm, {self.storm_clients} clients (signing them in first) ...", flush=True)
-            storm_base = await self.start_service(http, "storm", redis__url=f"unix://{self.tmp / 'data' / 'redis.sock'}",
-                                                  tokens__access_ttl="2s")
+            storm_base = await self.start_service(http, "storm", redis__url=shared, tokens__access_ttl="2s")
             results["storm"] = await storm(storm_base, self.password, self.storm_clients)
             result = results["storm"]
             if result["ok"] != result["clients"] or result["revoked"] or result["saw_login"]:
@@ -624,7 +646,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         "e2": "2 processes, same Redis (1 wrk each)",
     }
     if results.get("workers_flag"):
-        labels["e2"] += " [--workers exists; not used]"
+        labels["e2"] = f"{results['workers_flag']} (2 wrk on it)"
     rows = []
     for key, label in labels.items():
         run = runs[key]
@@ -685,7 +707,8 @@ def report(results: dict[str, Any]) -> str:
     lg = results["logins"]
     lines.append(f"d  background logins: {lg['ok']} ok of {lg['attempted']} at {lg['rate_achieved']:g}/s "
                  f"(target {lg['rate_target']:g}/s; {lg['throttled']} throttled, {lg['failed']} failed, "
-                 f"{lg['skipped']} ticks skipped with 4 in flight), login p50 {lg['p50_ms']:.0f} ms, p99 {lg['p99_ms']:.0f} ms")
+                 f"{lg['skipped']} ticks skipped with 4 in flight), "
+                 f"login p50 {lg['p50_ms']:.0f} ms, p99 {lg['p99_ms']:.0f} ms")
     rv = results["revocation"]
     if "error" in rv:
         lines.append(f"revocation: {rv['error']}")
@@ -698,7 +721,8 @@ def report(results: dict[str, Any]) -> str:
     for name, t in results["targets"].items():
         lines.append(f"  {name:20} {str(t['value']):>10}  target {t['target']:34} {'met' if t['met'] else 'MISSED'}")
     found = results["service_log"]["counts"]
-    lines += ["", "service log warnings/errors: " + (", ".join(f"{k} x{v}" for k, v in sorted(found.items())) or "none")]
+    lines += ["", "service log warnings/errors:" + ("" if found else " none")]
+    lines += [f"  {v:6} x {k}" for k, v in sorted(found.items())]
     lines += [f"  {sample}" for sample in results["service_log"]["samples"]]
     return "\n".join(lines)
 
@@ -721,6 +745,9 @@ async def main_async(args: argparse.Namespace) -> int:
         "threads": load.threads, "connections": load.connections, "duration": load.duration, "warmup": args.warmup,
         "placement": placement, "storm_clients": args.clients, "login_rate": args.login_rate}}
     started = time.monotonic()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)  # still stop what we started
     try:
         async with asyncio.timeout(args.time_limit):
             results.update(await bench.run())
@@ -749,13 +776,15 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk warm-up per target (default 2)")
+    parser.add_argument("--duration", type=int, default=10, help="whole seconds per wrk run (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="whole seconds of wrk warm-up per target (default 2)")
     parser.add_argument("--clients", type=int, default=200, help="refresh storm clients (default 200)")
     parser.add_argument("--login-rate", type=float, default=5.0, help="background logins per second in d")
     parser.add_argument("--time-limit", type=float, default=360.0, help="abort the run after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 1:
+        parser.error("--duration and --warmup take whole seconds, at least 1 (wrk's -d)")
     if not os.access(WRK, os.X_OK):
         print(f"{WRK} not found. install wrk: apt-get install wrk", file=sys.stderr)
         return 2
@@ -770,6 +799,9 @@ def main(argv: list[str]) -> int:
     except TimeoutError:
         print(f"bench: over the {args.time_limit:g} s time limit; stopped", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -72,10 +72,10 @@ _KEYS_HELP = f"""\
 Signing keys live in <storage.data_dir>/keys, one file per kid. The newest key of the
 configured tokens.algorithm signs access tokens; every key verifies them.
 
-No restart is needed: a running instance re-reads keys/ at most every {keyring.RELOAD_INTERVAL:g} s while it
-signs tokens, and when a token names a kid it does not know, so within {keyring.RELOAD_INTERVAL:g} s of
-`keys rotate` it signs with the new key. Instances that keep their own copy of keys/ need the
-new file copied in. Run `keys prune` once tokens.access_ttl + tokens.leeway have passed."""
+No restart is needed: a running instance re-reads keys/ at most every {keyring.RELOAD_INTERVAL:g} s while
+requests come in, so within {keyring.RELOAD_INTERVAL:g} s of `keys rotate` it signs with the new key.
+Instances that keep their own copy of keys/ need the new file copied in. Run `keys prune`
+once tokens.access_ttl + tokens.leeway have passed; it keeps every key a live token may need."""
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:

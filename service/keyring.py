@@ -95,9 +95,10 @@ class KeyDirectory:
     """The ring of one directory, kept in step with it while the service runs.
 
     :meth:`rescan` re-reads the directory at most once per ``RELOAD_INTERVAL`` of the service clock
-    (or at once after that clock went backwards), whoever asks: the signer, to pick up a rotated key,
-    and the verifier, on meeting an unknown ``kid``. So tokens with made-up kids cost at most one
-    directory listing per interval; a kid is never used as a file name, the directory is only listed.
+    (or at once after that clock went backwards), however often it is asked: by the signer, to pick up
+    a rotated key, and by the verifier, to learn a kid another instance just started using. So tokens
+    with made-up kids cost at most one directory listing per interval; a kid is never used as a file
+    name, the directory is only listed.
     """
 
     def __init__(self, directory: Path, algorithm: Algorithm, clock: Clock, *,

@@ -32,8 +32,10 @@ class Paths:
 
         .. warning:: every redirect to a user-supplied target must go through here (open redirects,
            OWASP Unvalidated Redirects CS): schemes, ``//host``, ``/\\host``, raw whitespace, and
-           control characters raw or percent-encoded in the path, all fall back to home. Only the path
-           can steer a browser off-site, so the query may carry any percent-encoded text (``?q=a%20b``).
+           control characters raw or percent-encoded in the path, and ``..`` segments (browsers resolve
+           ``/sso/../x`` and ``/sso/%2e%2e/x`` to ``/x``, out of the prefix; WHATWG URL §4.4) all fall back
+           to home. Only the path can steer a browser elsewhere, so the query may carry any
+           percent-encoded text (``?q=a%20b``).
         """
         if not value or len(value) > MAX_NEXT or not value.startswith("/"):
             return self.home
@@ -41,6 +43,8 @@ class Paths:
             return self.home
         decoded_path = urllib.parse.unquote(value.split("?", 1)[0].split("#", 1)[0])
         if _UNSAFE_DECODED.search(decoded_path) or decoded_path.startswith("//"):
+            return self.home
+        if ".." in decoded_path.split("/"):  # a dot segment climbs out of the prefix once a browser resolves it
             return self.home
         if self.prefix and not (value == self.prefix or value.startswith(self.prefix + "/")):
             return self.home

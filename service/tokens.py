@@ -40,9 +40,9 @@ class AccessClaims:
 class TokenCodec:
     """Mints and verifies access JWTs with one key ring and one clock.
 
-    Given a :class:`~service.keyring.KeyDirectory` rather than a fixed ring, it follows the directory:
-    signing picks up a rotated key, and an unknown ``kid`` (a key another instance just started using)
-    gets one rate-limited look at the directory before the token is rejected.
+    Given a :class:`~service.keyring.KeyDirectory` rather than a fixed ring, it follows the directory
+    (re-read at most once per interval, whatever the traffic): signing picks up a rotated key, a kid
+    another instance just started using becomes known, and a removed key stops verifying.
     """
 
     def __init__(self, settings: TokenSettings, ring: KeyRing | KeyDirectory, clock: Clock) -> None:
@@ -50,10 +50,8 @@ class TokenCodec:
         self._keys = ring
         self._clock = clock
 
-    def _ring(self, *, rescan: bool) -> KeyRing:
-        if isinstance(self._keys, KeyRing):
-            return self._keys
-        return self._keys.rescan() if rescan else self._keys.ring
+    def _ring(self) -> KeyRing:
+        return self._keys if isinstance(self._keys, KeyRing) else self._keys.rescan()
 
     def mint(self, *, user_id: str, session_id: str, username: str, not_after: float) -> AccessClaims:
         """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``."""
@@ -62,7 +60,7 @@ class TokenCodec:
         return AccessClaims(user_id, session_id, username, secrets.token_urlsafe(16), now, expires)
 
     def encode(self, claims: AccessClaims) -> str:
-        key = self._ring(rescan=True).current
+        key = self._ring().current
         payload = {
             "iss": self._settings.issuer,
             "aud": self._settings.audience,
@@ -110,8 +108,7 @@ class TokenCodec:
             raise TokenError("wrong token type")
         if any(name in header for name in _FORBIDDEN_HEADERS):
             raise TokenError("forbidden header")  # SECURITY: RFC 8725 §3.10, keys only from our ring
-        kid = header.get("kid")
-        key = self._ring(rescan=False).get(kid) or self._ring(rescan=True).get(kid)
+        key = self._ring().get(header.get("kid"))  # SECURITY: a kid is looked up, never used as a path
         if key is None or header.get("alg") != key.algorithm:
             raise TokenError("unknown key")
         return key
@@ -119,8 +116,7 @@ class TokenCodec:
     def public_jwks(self) -> dict[str, Any]:
         """The ring's public keys as a JWK Set (RFC 7517 §5), for other services to verify access
         tokens with. HS256 keys are secrets: with HS256 the set is empty."""
-        ring = self._ring(rescan=True)
-        return {"keys": [_public_jwk(key) for key in ring.keys if key.algorithm != "HS256"]}
+        return {"keys": [_public_jwk(key) for key in self._ring().keys if key.algorithm != "HS256"]}
 
     def _check_time(self, claims: AccessClaims, payload: dict[str, Any]) -> None:
         now = self._clock()

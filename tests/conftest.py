@@ -3,6 +3,7 @@ a settable clock, and factories that make users, apps, clients and sign-ins."""
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -138,12 +139,12 @@ async def login(client: TestClient, name: str = "alice", password: str = PASSWOR
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin", "Accept": "text/html"}
 
 
-def hidden_field(html: str, name: str) -> str | None:
-    """The value of the hidden input called ``name`` in a rendered page."""
-    for tag in re.findall(r"<input\b[^>]*>", html):
+def hidden_field(page: str, name: str) -> str | None:
+    """The value of the hidden input called ``name`` in a rendered page, HTML entities decoded."""
+    for tag in re.findall(r"<input\b[^>]*>", page):
         if re.search(rf'\bname="{re.escape(name)}"', tag) and 'type="hidden"' in tag:
             value = re.search(r'\bvalue="([^"]*)"', tag)
-            return value.group(1) if value else ""
+            return html.unescape(value.group(1)) if value else ""
     return None
 
 
