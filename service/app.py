@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from .embedded import EmbeddedRedis
 from .forwarded import forwarded_middleware, parse_networks
 from .errors import StoreUnavailable
 from .csrf import CsrfTokens
+from .liveness import Liveness
 from .middleware import auth_middleware, csrf_middleware, error_middleware, security_headers
 from .passwords import Passwords
 from .paths import Paths
@@ -39,9 +42,11 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authe
     keys_dir = settings.storage.data_dir / "keys"
     ring = keyring.KeyDirectory(keys_dir, settings.tokens.algorithm, clock)  # follows `keys rotate`/`prune`
     space = KeySpace(settings.redis.key_prefix)
+    sessions = SessionStore(redis, space, settings.sessions)
     return Authenticator(
         users=UserStore(redis, space),
-        sessions=SessionStore(redis, space, settings.sessions),
+        sessions=sessions,
+        liveness=Liveness(redis, space, sessions),
         passwords=Passwords(settings.passwords),
         codec=TokenCodec(settings.tokens, ring, clock),
         refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),
@@ -93,6 +98,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     env.globals["paths"] = paths
     setup_routes(app, paths, str(ROOT / "static"))
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
+    app.cleanup_ctx.append(_revocation_listener)
     app.on_startup.append(_hint_first_user)
     return app
 
@@ -103,6 +109,15 @@ async def _hint_first_user(app: web.Application) -> None:
             log.warning("no users yet: create one with `.venv/bin/python -m service users add NAME`")
     except StoreUnavailable:  # an external Redis may come later; /readyz says so meanwhile
         log.warning("redis is not reachable yet")
+
+
+async def _revocation_listener(app: web.Application) -> AsyncIterator[None]:
+    """Keeps the local view of revoked sessions current (liveness.py) while the app runs."""
+    task = asyncio.create_task(app[appkeys.authenticator].liveness.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: bool):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import logging
 
 from .clock import Clock
 from .errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, Throttled
+from .liveness import Liveness
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
 from .refresh import RefreshTokens
 from .sessions import SessionStore
@@ -42,9 +43,10 @@ class Client:
 class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
                  codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
-                 clock: Clock) -> None:
+                 liveness: Liveness, clock: Clock) -> None:
         self.users = users
         self.sessions = sessions
+        self.liveness = liveness
         self.passwords = passwords
         self._codec = codec
         self._refresh = refresh_tokens
@@ -128,7 +130,7 @@ class Authenticator:
             AuthenticationRequired: its session has ended (logout, revocation, expiry).
         """
         claims = self._codec.verify(access)
-        if not await self.sessions.is_live(claims.user_id, claims.session_id):
+        if not await self.liveness.is_live(claims.user_id, claims.session_id):
             raise AuthenticationRequired("session ended")
         return claims
 

@@ -14,7 +14,9 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     app.router.add_get(paths.login, pages.login_form, name="login")
     app.router.add_post(paths.login, pages.login)
     app.router.add_post(paths.logout, pages.logout, name="logout")
-    app.router.add_route("*", paths.refresh, api.refresh, name="refresh")
+    app.router.add_get(paths.refresh, api.refresh, name="refresh")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):  # the hop replays the original method here
+        app.router.add_route(method, paths.refresh, api.refresh)
     app.router.add_get(p + "/api/me", api.me, name="me")
     app.router.add_get(paths.account, account.page, name="account")
     app.router.add_post(paths.account + "/sessions/{session_id}/revoke", account.revoke, name="revoke")

@@ -42,7 +42,8 @@ return 1
 # grace window (same successor for every caller), and revoke the session on any other reuse.
 # KEYS[1] session, KEYS[2] user, KEYS[3] the user's session index
 # ARGV[1] presented digest, ARGV[2] successor digest, ARGV[3] now ms, ARGV[4] grace ms,
-# ARGV[5] idle timeout ms, ARGV[6] session id, ARGV[7] ttl slack ms
+# ARGV[5] idle timeout ms, ARGV[6] session id, ARGV[7] ttl slack ms, ARGV[8] revocation channel,
+# ARGV[9] the revocation message
 # Returns {verdict, username, absolute deadline ms}; verdict is rotated|grace|gone|disabled|expired|reused.
 ROTATE = """
 local s = redis.call('HMGET', KEYS[1], 'rt', 'prev', 'prev_until', 'idle_exp', 'abs_exp')
@@ -63,6 +64,7 @@ elseif s[2] == ARGV[1] and s[1] == ARGV[2] and now <= tonumber(s[3]) then
 else verdict = 'reused' end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[6])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {verdict}
 """
 
@@ -117,7 +119,8 @@ class SessionStore:
             RefreshFailed: with the verdict as reason (gone, disabled, expired, reused).
         """
         args: list[Any] = [presented.digest, successor.digest, _ms(now), _ms(self._settings.refresh_reuse_grace),
-                _ms(self._settings.idle_timeout), presented.session_id, _TTL_SLACK_MS]
+                _ms(self._settings.idle_timeout), presented.session_id, _TTL_SLACK_MS,
+                self._keys.revocations(), f"{presented.user_id} {presented.session_id}"]
         with translated():
             reply = await self._rotate(keys=self._session_keys(presented), args=args)
         verdict = reply[0].decode()
@@ -135,7 +138,8 @@ class SessionStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._keys.session(user_id, session_id))
                 pipe.srem(self._keys.user_sessions(user_id), session_id)
-                deleted, _ = await pipe.execute()
+                pipe.publish(self._keys.revocations(), f"{user_id} {session_id}")
+                deleted, _, _ = await pipe.execute()
         return bool(deleted)
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
@@ -148,10 +152,11 @@ class SessionStore:
             for session_id in ids:
                 pipe.delete(self._keys.session(user_id, session_id))
                 pipe.srem(index, session_id)
+                pipe.publish(self._keys.revocations(), f"{user_id} {session_id}")
 
         with translated():
             results = await self._redis.transaction(delete_all, index)
-        return sum(results[0::2])
+        return sum(results[0::3])  # each session: DEL, SREM, PUBLISH
 
     async def list(self, user_id: str) -> Sequence[SessionInfo]:
         """The user's live sessions, newest first; forgets index entries whose session is gone."""

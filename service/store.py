@@ -59,6 +59,10 @@ class KeySpace:
     def all_users(self) -> str:
         return f"{self.prefix}users"
 
+    def revocations(self) -> str:
+        """The pub/sub channel on which every revocation is announced (see liveness.py)."""
+        return f"{self.prefix}revoked"
+
     def throttle_user(self, name_digest: str) -> str:
         """Failed sign-ins for one typed username (hashed); its own hash tag, as each call takes one key."""
         return f"{self.prefix}throttle:user:{{{name_digest}}}"

@@ -321,3 +321,24 @@ async def test_refresh_at_the_very_end_of_a_session_never_loops(make_settings, m
     # With more than a second left the page shows; in the last second signing in again is fine too.
     assert response.url.path in (("/",) if left > 1 else ("/", "/login"))
     assert len(response.history) <= 3
+
+
+async def test_a_fetch_delete_survives_expiry_through_the_hop(make_client, make_user, settings, clock):
+    await make_user()
+    laptop, phone = await make_client(), await make_client()
+    token = (await login(laptop))["csrf_token"]
+    phone_session = (await login(phone))["session"]
+    clock.advance(settings.tokens.access_ttl + 1)
+    response = await laptop.delete(f"/api/sessions/{phone_session}", headers={"X-CSRF-Token": token})
+    assert response.status == 204
+    assert [r.status for r in response.history] == [307, 307]
+    sessions = (await (await laptop.get("/api/sessions")).json())["sessions"]
+    assert [s["current"] for s in sessions] == [True]
+
+
+async def test_options_never_rotates_a_refresh_token(client, make_user):
+    await make_user()
+    await login(client)
+    response = await client.options("/auth/refresh", headers={"Origin": "https://evil.example"})
+    assert response.status == 405
+    assert "Set-Cookie" not in response.headers

@@ -31,9 +31,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path,
                                       "csrf": app[appkeys.csrf].for_login(nonce) if nonce else ""}
     state = request[appkeys.auth_state]
-    previous = state.user or state.expired  # an expired access JWT still names a live session
+    # A new sign-in never inherits the old session (fixation). An expired token ends its session only
+    # when the same user signs in again: a stolen expired token must not be a way to sign its owner out.
+    previous = state.user
     issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request))
-    if previous is not None:  # a new sign-in never inherits the old session (fixation)
+    if state.expired is not None and state.expired.user_id == issued.claims.user_id:
+        previous = state.expired
+    if previous is not None:
         await app[appkeys.authenticator].logout(previous)
     if request.content_type == "application/json":
         response: web.StreamResponse = web.json_response({

@@ -1,0 +1,127 @@
+"""Is a session still live? A local answer kept current by Redis pub/sub, and Redis itself otherwise.
+
+Every revocation publishes ``"<user id> <session id>"`` on the revocation channel in the same
+transaction (or Lua script) that deletes the session. While this instance's subscription is *known*
+to be live — its own heartbeat, published every second, came back within the last few seconds — a
+session once seen live in Redis is answered from memory until a revocation for it arrives, which
+takes milliseconds. Whenever the subscription is not known to be live (starting up, Redis restarting,
+a silent network failure), every check goes to Redis, and memory is forgotten: nothing missed while
+deaf can linger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from .sessions import SessionStore
+from .store import KeySpace, Redis, text, translated
+
+log = logging.getLogger("service")
+
+HEARTBEAT = 1.0  # seconds between heartbeats
+DEAF_AFTER = 3.0  # no heartbeat back for this long: the subscription is not known to be live
+_MAX_REMEMBERED = 100_000  # bounded memory: the oldest entries are forgotten first
+_HEARTBEAT_PREFIX = "heartbeat "
+
+
+class Liveness:
+    """Session liveness for the per-request check, with a local view kept by pub/sub."""
+
+    def __init__(self, redis: Redis, keys: KeySpace, sessions: SessionStore) -> None:
+        self._redis = redis
+        self._channel = keys.revocations()
+        self._sessions = sessions
+        self._live: dict[tuple[str, str], None] = {}  # seen live in Redis while subscribed
+        self._revoked: dict[tuple[str, str], None] = {}  # revoked while subscribed
+        self._heard = float("-inf")  # when our own heartbeat last came back (monotonic: real time)
+        self._nonce = secrets.token_hex(8)
+
+    @property
+    def subscribed(self) -> bool:
+        return time.monotonic() - self._heard < DEAF_AFTER
+
+    async def is_live(self, user_id: str, session_id: str) -> bool:
+        key = (user_id, session_id)
+        if self.subscribed:
+            if key in self._live:
+                return True
+            if key in self._revoked:
+                return False
+        live = await self._sessions.is_live(user_id, session_id)
+        if live and self.subscribed and key not in self._revoked:
+            _remember(self._live, key)
+        return live
+
+    async def run(self) -> None:
+        """Subscribe and listen until cancelled; re-subscribe after any failure."""
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # StoreUnavailable or a dropped connection: go deaf, retry
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # redis-py may turn a cancellation into an error
+                log.warning("revocation channel lost: %s", type(exc).__name__)
+            self._forget()
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _listen(self) -> None:
+        with translated():
+            async with self._redis.pubsub() as pubsub:
+                await pubsub.subscribe(self._channel)
+                async with _beating(self._redis, self._channel, self._nonce):
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._on_message(text(message["data"]))
+
+    def _on_message(self, data: str) -> None:
+        if data.startswith(_HEARTBEAT_PREFIX):
+            if data == _HEARTBEAT_PREFIX + self._nonce:
+                if not self.subscribed:
+                    self._forget()  # deaf until now: whatever was remembered may be stale
+                self._heard = time.monotonic()
+            return
+        user_id, _, session_id = data.partition(" ")
+        key = (user_id, session_id)
+        self._live.pop(key, None)
+        _remember(self._revoked, key)
+
+    def _forget(self) -> None:
+        self._heard = float("-inf")
+        self._live.clear()
+        self._revoked.clear()
+
+
+@contextlib.asynccontextmanager
+async def _beating(redis: Redis, channel: str, nonce: str) -> AsyncIterator[None]:
+    """Publish our heartbeat every second while the block runs. Stopped by an event, not by
+    cancellation alone: redis-py can swallow a cancellation that lands inside ``publish``."""
+    stop = asyncio.Event()
+
+    async def beat() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # a lost heartbeat only makes us deaf, which is safe
+                await redis.publish(channel, _HEARTBEAT_PREFIX + nonce)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()
+        await asyncio.wait([task])
+
+
+def _remember(table: dict[tuple[str, str], None], key: tuple[str, str]) -> None:
+    table[key] = None
+    if len(table) > _MAX_REMEMBERED:
+        del table[next(iter(table))]
