@@ -20,6 +20,7 @@ from .settings import TokenSettings
 
 TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1: a refresh or ID token can never pass as an access token
 MAX_TOKEN_LENGTH = 4096
+MAX_VERIFIED = 50_000  # cached verified tokens (~1 KB each with the key text)
 _REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "exp")
 _FORMAT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
@@ -49,6 +50,13 @@ class TokenCodec:
         self._settings = settings
         self._keys = ring
         self._clock = clock
+        # Tokens whose signature and claims were verified, by their exact text: a browser sends the
+        # same token for minutes, and the signature check is most of the cost of a request. Only
+        # the expiry is re-checked on a hit. Bounded; the oldest entries go first.
+        # A change of the ring empties it, so a removed (compromised) key stops verifying at once.
+        self._verified: dict[str, AccessClaims] = {}
+        self._verified_ring: KeyRing | None = None
+        self._verified_kids: frozenset[str] = frozenset()
 
     def _ring(self) -> KeyRing:
         return self._keys if isinstance(self._keys, KeyRing) else self._keys.rescan()
@@ -80,6 +88,12 @@ class TokenCodec:
             TokenExpired: authentic but past ``exp`` (the claims ride on the exception).
             TokenError: anything else wrong with it.
         """
+        self._follow_ring()
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims.expires_at <= self._clock() - self._settings.leeway:
+                raise TokenExpired(claims)
+            return claims
         if len(token) > MAX_TOKEN_LENGTH or not _FORMAT.match(token):
             raise TokenError("malformed token")
         try:
@@ -101,7 +115,20 @@ class TokenCodec:
             raise TokenError(type(exc).__name__) from None
         claims = _claims(payload)
         self._check_time(claims, payload)
+        self._verified[token] = claims
+        if len(self._verified) > MAX_VERIFIED:
+            del self._verified[next(iter(self._verified))]
         return claims
+
+    def _follow_ring(self) -> None:
+        ring = self._ring()
+        if ring is self._verified_ring:
+            return
+        kids = frozenset(key.kid for key in ring.keys)
+        if kids != self._verified_kids:
+            self._verified.clear()
+            self._verified_kids = kids
+        self._verified_ring = ring
 
     def _check_header(self, header: dict[str, Any]) -> Any:
         if header.get("typ") != TOKEN_TYPE:
