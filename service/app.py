@@ -21,7 +21,7 @@ from .forwarded import forwarded_middleware, parse_networks
 from .errors import StoreUnavailable
 from .csrf import CsrfTokens
 from .liveness import Liveness
-from .middleware import auth_middleware, csrf_middleware, error_middleware, security_headers
+from .middleware import auth_middleware, error_middleware, security_headers
 from .passwords import Passwords
 from .paths import Paths
 from .refresh import RefreshTokens
@@ -83,8 +83,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
         middlewares=[
             *([forwarded_middleware(proxies)] if proxies else []),  # first: all below see the real client
             error_middleware(cookies, paths),  # outermost: every error below becomes one clear answer
-            auth_middleware(auth, cookies, paths),  # attaches the user; expiry surfaces as a refresh hop
-            csrf_middleware(csrf, cookies, paths),  # needs the user's session; before any handler acts
+            # attaches the user (expiry surfaces as a refresh hop), then checks CSRF on unsafe methods
+            auth_middleware(auth, cookies, paths, csrf),
         ],
     )
     app[appkeys.settings] = settings

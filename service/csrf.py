@@ -22,9 +22,15 @@ HEADER = "X-CSRF-Token"  # header for fetch() and API clients
 class CsrfTokens:
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self._by_session: dict[str, str] = {}  # pages and /api/me ask for it on every request
 
     def for_session(self, session_id: str) -> str:
-        return self._mac(b"session|" + session_id.encode())
+        token = self._by_session.get(session_id)
+        if token is None:
+            token = self._by_session[session_id] = self._mac(b"session|" + session_id.encode())
+            if len(self._by_session) > 50_000:
+                del self._by_session[next(iter(self._by_session))]
+        return token
 
     def for_login(self, nonce: str) -> str:
         return self._mac(b"login|" + nonce.encode())
