@@ -10,11 +10,15 @@ import dataclasses
 import logging
 
 from .clock import Clock
-from .errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, Throttled
+from .errors import (AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, StoreUnavailable,
+                     Throttled)
+from .devices import describe
 from .liveness import Liveness
+from .metrics import Counts
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
 from .refresh import RefreshTokens
 from .sessions import SessionStore
+from .settings import Outage
 from .throttle import Attempt, LoginThrottle
 from .tokens import AccessClaims, TokenCodec
 from .users import User, UserStore
@@ -43,7 +47,8 @@ class Client:
 class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
                  codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
-                 liveness: Liveness, clock: Clock) -> None:
+                 liveness: Liveness, clock: Clock, outage: Outage = "fail-closed",
+                 metrics: Counts | None = None) -> None:
         self.users = users
         self.sessions = sessions
         self.liveness = liveness
@@ -52,6 +57,8 @@ class Authenticator:
         self._refresh = refresh_tokens
         self._throttle = throttle
         self._clock = clock
+        self._outage = outage
+        self._metrics = metrics or Counts()  # the CLI counts nothing
 
     @property
     def codec(self) -> TokenCodec:
@@ -68,17 +75,23 @@ class Authenticator:
             Throttled: too many recent failures for this username or from this client.
             CredentialsError: for an unknown user, a wrong password or a disabled user alike.
         """
-        attempt = await self._admit(username, client)
+        try:
+            attempt = await self._admit(username, client)
+        except Throttled:
+            self._metrics.login("throttled")
+            raise
         user = await self.users.by_name(username)
         password = password[:MAX_PASSWORD_LENGTH + 1]
         ok = await self.passwords.verify(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled or len(password) > MAX_PASSWORD_LENGTH:
             log.info("login_failed", extra={"event": "login_failed", "ip": client.ip})
+            self._metrics.login("failure")
             raise CredentialsError()
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user.id, await self.passwords.hash(password))
         issued = await self._start_session(user, client)
         await self._throttle.succeeded(attempt)
+        self._metrics.login("success")
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
         return issued
 
@@ -86,13 +99,15 @@ class Authenticator:
         try:
             return await self._throttle.admit(username, client.ip, now=self._clock())
         except Throttled as throttled:
+            self._metrics.throttle(throttled.scope)
             log.warning("login_throttled", extra={"event": "login_throttled", "reason": throttled.scope,
                                                   "ip": client.ip, "retry_after": throttled.retry_after})
             raise
 
     async def _start_session(self, user: User, client: Client) -> Issued:
         token = self._refresh.new(user.id, self.sessions.new_id())
-        deadline = await self.sessions.create(token, now=self._clock(), user_agent=client.user_agent, ip=client.ip)
+        deadline = await self.sessions.create(token, now=self._clock(), device=describe(client.user_agent),
+                                              ip=client.ip)
         if deadline is None:  # disabled or removed between the password check and now
             raise CredentialsError()
         return self._issue(user.id, token.session_id, user.name, token.value, deadline)
@@ -103,17 +118,23 @@ class Authenticator:
         Raises:
             RefreshFailed: missing, malformed, forged, expired, revoked, disabled or reused.
         """
-        if not presented:
-            raise RefreshFailed("missing")
-        token = self._refresh.parse(presented)
+        try:
+            if not presented:
+                raise RefreshFailed("missing")
+            token = self._refresh.parse(presented)
+        except RefreshFailed as failure:
+            self._metrics.refresh(failure.reason)
+            raise
         successor = self._refresh.successor(token)
         try:
             rotation = await self.sessions.rotate(token, successor, now=self._clock())
         except RefreshFailed as failure:
+            self._metrics.refresh(failure.reason)
             event = "refresh_reused" if failure.reason == "reused" else "refresh_failed"
             log.warning(event, extra={"event": event, "reason": failure.reason, "user": token.user_id,
                                       "sid": token.session_id})
             raise
+        self._metrics.refresh(rotation.verdict)
         return self._issue(token.user_id, token.session_id, rotation.username, successor.value,
                            rotation.absolute_deadline)
 
@@ -128,18 +149,30 @@ class Authenticator:
             TokenExpired: authentic but expired; a refresh may help.
             TokenError: not a token this service issued.
             AuthenticationRequired: its session has ended (logout, revocation, expiry).
+            StoreUnavailable: Redis cannot say whether the session lives, and ``redis.outage`` is
+                ``fail-closed``; never a verdict, so the caller keeps the cookies.
         """
         claims = self._codec.verify(access)
-        if not await self.liveness.is_live(claims.user_id, claims.session_id):
+        try:
+            live = await self.liveness.is_live(claims.user_id, claims.session_id)
+        except StoreUnavailable:
+            if self._outage != "serve-valid-tokens":
+                raise
+            # redis.outage = serve-valid-tokens: signature and exp vouch for the token meanwhile. Not
+            # logged per request (an outage would flood the log); the lost revocation channel is.
+            return claims
+        if not live:
             raise AuthenticationRequired("session ended")
         return claims
 
     async def logout(self, claims: AccessClaims) -> None:
         if await self.sessions.revoke(claims.user_id, claims.session_id):
+            self._metrics.revocation("logout")
             log.info("logout", extra={"event": "logout", "user": claims.user_id, "sid": claims.session_id})
 
     async def logout_everywhere(self, user_id: str, *, keep: str | None = None) -> int:
         ended = await self.sessions.revoke_all(user_id, keep=keep)
+        self._metrics.revocation("revoke_all", ended)
         log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": ended})
         return ended
 
@@ -147,6 +180,7 @@ class Authenticator:
         """End one of the signed-in user's own sessions; another user's id simply matches nothing."""
         ended = await self.sessions.revoke(claims.user_id, session_id)
         if ended:
+            self._metrics.revocation("revoke")
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})
         return ended
 

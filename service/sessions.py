@@ -1,5 +1,10 @@
 """Sessions: the Redis record behind both tokens, and its atomic steps as named Lua scripts.
 
+Fields of a session hash (short names: they are stored once per session, see bench/memory.py):
+``rt`` digest of the current refresh token, ``pv`` of its predecessor, ``g`` end of the
+predecessor's grace (ms), ``c`` created, ``u`` last used, ``i`` idle deadline, ``a`` absolute
+deadline (all ms), ``d`` device ("Firefox on Linux"), ``ip`` client address.
+
 A session is a hash under its user's hash tag holding who, when, from where, the digest of the
 current refresh token and of its immediate predecessor (forgiven for ``refresh_reuse_grace``), and
 the idle and absolute deadlines. Revoking a session deletes it; an access token is honoured only
@@ -25,15 +30,15 @@ _TTL_SLACK_MS = 60_000
 # CREATE: start a session unless the user is missing or disabled.
 # KEYS[1] session, KEYS[2] user, KEYS[3] the user's session index
 # ARGV[1] session id, ARGV[2] refresh digest, ARGV[3] now ms, ARGV[4] idle deadline ms,
-# ARGV[5] absolute deadline ms, ARGV[6] user agent, ARGV[7] client ip, ARGV[8] ttl ms, ARGV[9] index ttl ms
+# ARGV[5] absolute deadline ms, ARGV[6] device ("Firefox on Linux"; short, so the hash stays compact), ARGV[7] client ip, ARGV[8] ttl ms, ARGV[9] index ttl ms
 # Returns 1, or 0 if the user cannot sign in.
 CREATE = """
 local user = redis.call('HMGET', KEYS[2], 'name', 'disabled')
 if not user[1] or user[2] == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'created', ARGV[3], 'last_used', ARGV[3],
-  'idle_exp', ARGV[4], 'abs_exp', ARGV[5], 'ua', ARGV[6], 'ip', ARGV[7])
+redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'c', ARGV[3], 'u', ARGV[3],
+  'i', ARGV[4], 'a', ARGV[5], 'd', ARGV[6], 'ip', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
-redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], '')
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 return 1
 """
@@ -46,7 +51,7 @@ return 1
 # ARGV[9] the revocation message
 # Returns {verdict, username, absolute deadline ms}; verdict is rotated|grace|gone|disabled|expired|reused.
 ROTATE = """
-local s = redis.call('HMGET', KEYS[1], 'rt', 'prev', 'prev_until', 'idle_exp', 'abs_exp')
+local s = redis.call('HMGET', KEYS[1], 'rt', 'pv', 'g', 'i', 'a')
 if not s[1] then return {'gone'} end
 local now = tonumber(ARGV[3])
 local user = redis.call('HMGET', KEYS[2], 'name', 'disabled')
@@ -55,15 +60,15 @@ if not user[1] or user[2] == '1' then verdict = 'disabled'
 elseif now >= tonumber(s[4]) or now >= tonumber(s[5]) then verdict = 'expired'
 elseif s[1] == ARGV[1] then
   local idle = math.min(now + tonumber(ARGV[5]), tonumber(s[5]))
-  redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'prev', ARGV[1], 'prev_until', now + tonumber(ARGV[4]),
-    'last_used', now, 'idle_exp', idle)
+  redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'pv', ARGV[1], 'g', now + tonumber(ARGV[4]),
+    'u', now, 'i', idle)
   redis.call('PEXPIRE', KEYS[1], idle - now + tonumber(ARGV[7]))
   return {'rotated', user[1], s[5]}
 elseif s[2] == ARGV[1] and s[1] == ARGV[2] and now <= tonumber(s[3]) then
   return {'grace', user[1], s[5]}
 else verdict = 'reused' end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[6])
+redis.call('HDEL', KEYS[3], ARGV[6])
 redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {verdict}
 """
@@ -85,7 +90,7 @@ class SessionInfo:
     last_used: float
     idle_deadline: float
     absolute_deadline: float
-    user_agent: str
+    device: str
     ip: str
 
 
@@ -103,11 +108,11 @@ class SessionStore:
     def new_id() -> str:
         return secrets.token_urlsafe(12)
 
-    async def create(self, token: RefreshToken, *, now: float, user_agent: str, ip: str) -> float | None:
+    async def create(self, token: RefreshToken, *, now: float, device: str, ip: str) -> float | None:
         """Store a new session for ``token``; returns its absolute deadline, or None if the user can't sign in."""
         idle, absolute = self._settings.idle_timeout, self._settings.absolute_timeout
         args: list[Any] = [token.session_id, token.digest, _ms(now), _ms(now + idle), _ms(now + absolute),
-                user_agent[:256], ip[:64], _ms(idle) + _TTL_SLACK_MS, _ms(absolute) + _TTL_SLACK_MS]
+                device[:48], ip[:64], _ms(idle) + _TTL_SLACK_MS, _ms(absolute) + _TTL_SLACK_MS]
         with translated():
             created = await self._create(keys=self._session_keys(token), args=args)
         return now + absolute if created else None
@@ -137,7 +142,7 @@ class SessionStore:
         with translated():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._keys.session(user_id, session_id))
-                pipe.srem(self._keys.user_sessions(user_id), session_id)
+                pipe.hdel(self._keys.user_sessions(user_id), session_id)
                 pipe.publish(self._keys.revocations(), f"{user_id} {session_id}")
                 deleted, _, _ = await pipe.execute()
         return bool(deleted)
@@ -147,29 +152,29 @@ class SessionStore:
         index = self._keys.user_sessions(user_id)
 
         async def delete_all(pipe: Any) -> None:  # re-run by redis-py if the index changes meanwhile
-            ids = [text(i) for i in await pipe.smembers(index) if text(i) != keep]
+            ids = [text(i) for i in await pipe.hkeys(index) if text(i) != keep]
             pipe.multi()
             for session_id in ids:
                 pipe.delete(self._keys.session(user_id, session_id))
-                pipe.srem(index, session_id)
+                pipe.hdel(index, session_id)
                 pipe.publish(self._keys.revocations(), f"{user_id} {session_id}")
 
         with translated():
             results = await self._redis.transaction(delete_all, index)
-        return sum(results[0::3])  # each session: DEL, SREM, PUBLISH
+        return sum(results[0::3])  # each session: DEL, HDEL, PUBLISH
 
     async def list(self, user_id: str) -> Sequence[SessionInfo]:
         """The user's live sessions, newest first; forgets index entries whose session is gone."""
         index = self._keys.user_sessions(user_id)
         with translated():
-            ids = [text(i) for i in await self._redis.smembers(index)]
+            ids = [text(i) for i in await self._redis.hkeys(index)]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
                     pipe.hgetall(self._keys.session(user_id, session_id))
                 records = await pipe.execute()
             gone = [session_id for session_id, record in zip(ids, records) if not record]
             if gone:
-                await self._redis.srem(index, *gone)
+                await self._redis.hdel(index, *gone)
         infos = [_info(i, r) for i, r in zip(ids, records) if r]
         return sorted(infos, key=lambda info: info.created, reverse=True)
 
@@ -189,10 +194,10 @@ def _info(session_id: str, record: dict[bytes, Any]) -> SessionInfo:
 
     return SessionInfo(
         session_id=session_id,
-        created=seconds(b"created"),
-        last_used=seconds(b"last_used"),
-        idle_deadline=seconds(b"idle_exp"),
-        absolute_deadline=seconds(b"abs_exp"),
-        user_agent=record.get(b"ua", b"").decode(errors="replace"),
+        created=seconds(b"c"),
+        last_used=seconds(b"u"),
+        idle_deadline=seconds(b"i"),
+        absolute_deadline=seconds(b"a"),
+        device=record.get(b"d", b"").decode(errors="replace"),
         ip=record.get(b"ip", b"").decode(errors="replace"),
     )

@@ -56,6 +56,7 @@ class KeySpace:
         return f"{self.prefix}u:{{{user_id}}}"
 
     def user_sessions(self, user_id: str) -> str:
+        """A hash of session id → '' (a small hash is far more compact than a set in Redis 6.2)."""
         return f"{self.prefix}u:{{{user_id}}}:sessions"
 
     def session(self, user_id: str, session_id: str) -> str:

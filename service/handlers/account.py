@@ -8,14 +8,13 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import appkeys
-from ..devices import describe
 from ..middleware import csrf_token, require_user
 from ..negotiate import client, read_fields, wants_html
 from ..sessions import SessionInfo
 
 
 def _session_json(info: SessionInfo, current: str) -> dict[str, object]:
-    return {"id": info.session_id, "device": describe(info.user_agent), "ip": info.ip,
+    return {"id": info.session_id, "device": info.device, "ip": info.ip,
             "created": int(info.created), "last_used": int(info.last_used), "current": info.session_id == current}
 
 
