@@ -21,6 +21,7 @@ from .forwarded import forwarded_middleware, parse_networks
 from .errors import StoreUnavailable
 from .csrf import CsrfTokens
 from .liveness import Liveness
+from .metrics import Counts, Metrics
 from .middleware import auth_middleware, error_middleware, security_headers
 from .passwords import Passwords
 from .paths import Paths
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("service")
 
 
-def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authenticator:
+def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
+                        metrics: Counts | None = None) -> Authenticator:
     """The core, wired: also used by the CLI, which needs it without a web application."""
     keys_dir = settings.storage.data_dir / "keys"
     ring = keyring.KeyDirectory(keys_dir, settings.tokens.algorithm, clock)  # follows `keys rotate`/`prune`
@@ -52,6 +54,8 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock) -> Authe
         refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),
         throttle=LoginThrottle(redis, space, settings.throttle),
         clock=clock,
+        outage=settings.redis.outage,
+        metrics=metrics,
     )
 
 
@@ -74,7 +78,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
         owns_client = False
     paths = Paths(settings)
     cookies = CookiePolicy(settings, paths, clock)
-    auth = build_authenticator(settings, redis, clock)
+    metrics = Metrics()  # a registry per app: one process may build many (tests)
+    auth = build_authenticator(settings, redis, clock, metrics=metrics)
     csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", "csrf.key"))
 
     proxies = parse_networks(settings.server.trusted_proxies)
@@ -82,7 +87,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
         client_max_size=settings.server.max_body,
         middlewares=[
             *([forwarded_middleware(proxies)] if proxies else []),  # first: all below see the real client
-            error_middleware(cookies, paths),  # outermost: every error below becomes one clear answer
+            # outermost: every error below becomes one clear answer; also request ids and metrics
+            error_middleware(cookies, paths, metrics),
             # attaches the user (expiry surfaces as a refresh hop), then checks CSRF on unsafe methods
             auth_middleware(auth, cookies, paths, csrf),
         ],
@@ -91,6 +97,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.authenticator] = auth
     app[appkeys.cookies] = cookies
     app[appkeys.csrf] = csrf
+    app[appkeys.metrics] = metrics
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
     app.on_response_prepare.append(security_headers(paths, hsts=settings.cookies.secure))
@@ -122,14 +129,46 @@ async def _revocation_listener(app: web.Application) -> AsyncIterator[None]:
 
 def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: bool):  # type: ignore[no-untyped-def]
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        supervisor = None
         if embedded is not None:
             await embedded.start()
+            supervisor = asyncio.create_task(_supervise(embedded))
         try:
             yield
         finally:
+            if supervisor is not None:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
             if owns_client:
                 await redis.aclose()
             if embedded is not None:
                 await embedded.stop()
 
     return lifetime
+
+
+SUPERVISE_INTERVAL = 0.5  # seconds between looks at the embedded redis-server
+
+
+async def _supervise(embedded: EmbeddedRedis) -> None:
+    """Restart the embedded redis-server we spawned whenever it dies (a SIGKILL, the OOM killer).
+
+    It reloads its AOF, so nothing acknowledged is lost (see EmbeddedRedis._arguments); meanwhile
+    requests answer 503 as ``redis.outage`` says, and the pooled client reconnects by itself.
+    """
+    restarting = False
+    while True:
+        await asyncio.sleep(SUPERVISE_INTERVAL)
+        if embedded.exited:
+            log.warning("embedded redis-server died; restarting it")
+            restarting = True
+        if not restarting:
+            continue
+        try:
+            await embedded.start()
+        except StoreUnavailable as exc:  # e.g. the disk is full: keep trying, /readyz says 503 meanwhile
+            log.error("cannot restart the embedded redis-server: %s", exc)
+        else:
+            restarting = False
+            log.warning("embedded redis-server restarted")

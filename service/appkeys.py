@@ -9,6 +9,7 @@ from aiohttp import web
 from .auth import Authenticator
 from .cookies import CookiePolicy
 from .csrf import CsrfTokens
+from .metrics import Metrics
 from .paths import Paths
 from .settings import Settings
 from .store import Redis
@@ -28,8 +29,10 @@ settings = web.AppKey("settings", Settings)
 authenticator = web.AppKey("authenticator", Authenticator)
 cookies = web.AppKey("cookies", CookiePolicy)
 csrf = web.AppKey("csrf", CsrfTokens)
+metrics = web.AppKey("metrics", Metrics)
 paths = web.AppKey("paths", Paths)
 redis = web.AppKey("redis", Redis)
 
 auth_state = web.RequestKey("auth_state", AuthState)
 login_attempt = web.RequestKey("login_attempt", dict)
+request_id = web.RequestKey("request_id", str)

@@ -135,7 +135,8 @@ class Authenticator:
                                       "sid": token.session_id})
             raise
         self._metrics.refresh(rotation.verdict)
-        return self._issue(token.user_id, token.session_id, rotation.username, successor.value,
+        kept = token if rotation.verdict == "kept" else successor  # kept: issued moments ago, see sessions.ROTATE
+        return self._issue(token.user_id, token.session_id, rotation.username, kept.value,
                            rotation.absolute_deadline)
 
     def _issue(self, user_id: str, session_id: str, username: str, refresh: str, deadline: float) -> Issued:

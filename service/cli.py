@@ -83,7 +83,10 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port
     try:
+        # SIGTERM: stop listening, let in-flight requests finish within server.shutdown_timeout, then
+        # the cleanup contexts close Redis and stop the embedded server; run_app returns and we exit 0.
         web.run_app(create_app(settings), host=host, port=port, access_log=None,
+                    shutdown_timeout=settings.server.shutdown_timeout,
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
     except OSError as exc:  # the address is taken or not ours: one line, not a traceback
         print(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)

@@ -15,16 +15,19 @@ from .settings import Settings
 
 
 class CookiePolicy:
-    """``access``: the JWT, Path=/ (prefix). ``refresh``: the opaque token, Path=the refresh prefix only."""
+    """``access``: the JWT, Path=/ (or the prefix). ``refresh``: the opaque token, Path=the refresh prefix only."""
 
     def __init__(self, settings: Settings, paths: Paths, clock: Clock) -> None:
         secure = settings.cookies.secure
         # SECURITY: RFC 6265bis §4.1.3 — __Host- pins Secure, no Domain, Path=/; a path-scoped cookie
         # can only be __Secure- (ASVS 5.0 3.3.1). Without Secure the prefixes would be refused.
-        self.access_name = "__Host-access" if secure and not paths.prefix else ("__Secure-access" if secure else "access")
+        # Under a prefix the access cookie is scoped to it, unless apps at other paths of this origin are
+        # guarded by nginx auth_request (``server.protected_prefixes``): their requests must carry it.
+        self._access_path = paths.home if paths.prefix and not paths.protected else "/"
+        wide = self._access_path == "/"
+        self.access_name = "__Host-access" if secure and wide else ("__Secure-access" if secure else "access")
         self.refresh_name = "__Secure-refresh" if secure else "refresh"
         self.login_name = "__Host-login" if secure and not paths.prefix else ("__Secure-login" if secure else "login")
-        self._access_path = paths.home if paths.prefix else "/"
         self._refresh_path = paths.refresh_scope
         self._secure = secure
         self._samesite = settings.cookies.samesite

@@ -73,6 +73,11 @@ class EmbeddedRedis:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def exited(self) -> bool:
+        """True once a server we spawned has died (reaped); ``start()`` then spawns it afresh."""
+        return self._proc is not None and self._proc.returncode is not None
+
     async def _ping(self) -> str:
         """'up' (PONG), 'busy' (a server answers, but with an error such as LOADING) or 'down'."""
         client = Redis(unix_socket_path=str(self.socket_path), retry=Retry(NoBackoff(), 0),

@@ -1,16 +1,45 @@
 """Log lines as JSON objects, one per line, with the structured fields of security events.
 
 Events pass their fields through ``extra=``; only names listed in ``FIELDS`` are written, so a
-token, cookie or password handed to a logger by mistake never reaches the log.
+token, cookie or password handed to a logger by mistake never reaches the log. Lines logged while a
+request is handled carry its ``request_id`` (set by the error middleware, stamped by
+:class:`RequestIdFilter`), the same id the response returns as ``X-Request-ID``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
+import secrets
 import time
 
-FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after")
+FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after", "request_id")
+
+# The id of the request being handled, per asyncio task; None outside requests.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# An incoming X-Request-ID (from nginx's $request_id, say) is kept only if it is short and plain, so a
+# client cannot put anything else into the log through it.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The incoming id if it is a short safe token, else a new random one."""
+    if incoming and _SAFE_ID.fullmatch(incoming):
+        return incoming
+    return secrets.token_hex(8)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request's id, when there is one (a handler filter: it runs
+    where the record is logged, so it sees the request's context)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = current_request_id.get()
+        if request_id is not None and "request_id" not in record.__dict__:
+            record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,4 +62,5 @@ class JsonFormatter(logging.Formatter):
 def configure(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

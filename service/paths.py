@@ -26,6 +26,9 @@ class Paths:
         self.refresh = self.refresh_scope + "/refresh"
         self.static = self.prefix + "/static"
         self.jwks = self.prefix + "/.well-known/jwks.json"
+        self.verify = self.prefix + "/auth/verify"
+        # Other apps on this origin behind nginx auth_request: ``next`` may return there too.
+        self.protected = tuple(p for p in (p.strip() for p in settings.server.protected_prefixes.split(",")) if p)
 
     def safe_next(self, value: str | None) -> str:
         """``value`` if it is a relative path on this service, else the home page.
@@ -35,7 +38,8 @@ class Paths:
            control characters raw or percent-encoded in the path, and ``..`` segments (browsers resolve
            ``/sso/../x`` and ``/sso/%2e%2e/x`` to ``/x``, out of the prefix; WHATWG URL §4.4) all fall back
            to home. Only the path can steer a browser elsewhere, so the query may carry any
-           percent-encoded text (``?q=a%20b``).
+           percent-encoded text (``?q=a%20b``). Under a prefix, the paths of ``server.protected_prefixes``
+           (same-origin apps behind nginx ``auth_request``) are on-site too.
         """
         if not value or len(value) > MAX_NEXT or not value.startswith("/"):
             return self.home
@@ -46,7 +50,7 @@ class Paths:
             return self.home
         if ".." in decoded_path.split("/"):  # a dot segment climbs out of the prefix once a browser resolves it
             return self.home
-        if self.prefix and not (value == self.prefix or value.startswith(self.prefix + "/")):
+        if self.prefix and not any(value == p or value.startswith(p + "/") for p in (self.prefix, *self.protected)):
             return self.home
         return value
 

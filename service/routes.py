@@ -1,10 +1,14 @@
-"""The route table: every path the service answers, under the configured prefix."""
+"""The route table: every path the service answers, under the configured prefix.
+
+Route names label the latency metrics (middleware.py); a route without one is labelled by its
+resource's pattern, so methods of one path share its name (aiohttp then keeps them in one resource).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .handlers import account, api, keys, ops, pages
+from .handlers import account, api, keys, ops, pages, verify
 from .paths import Paths
 
 
@@ -12,11 +16,12 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     p = paths.prefix
     app.router.add_get(paths.home, pages.home, name="home")
     app.router.add_get(paths.login, pages.login_form, name="login")
-    app.router.add_post(paths.login, pages.login)
+    app.router.add_post(paths.login, pages.login, name="login")
     app.router.add_post(paths.logout, pages.logout, name="logout")
     app.router.add_get(paths.refresh, api.refresh, name="refresh")
     for method in ("POST", "PUT", "PATCH", "DELETE"):  # the hop replays the original method here
-        app.router.add_route(method, paths.refresh, api.refresh)
+        app.router.add_route(method, paths.refresh, api.refresh, name="refresh")
+    app.router.add_get(paths.verify, verify.verify, name="verify")
     app.router.add_get(p + "/api/me", api.me, name="me")
     app.router.add_get(paths.account, account.page, name="account")
     app.router.add_post(paths.account + "/sessions/{session_id}/revoke", account.revoke, name="revoke")
@@ -29,4 +34,5 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     app.router.add_get(paths.jwks, keys.jwks, name="jwks")
     app.router.add_get(p + "/healthz", ops.healthz, name="healthz")
     app.router.add_get(p + "/readyz", ops.readyz, name="readyz")
+    app.router.add_get(p + "/metrics", ops.metrics, name="metrics")  # operators only: keep it off the public proxy
     app.router.add_static(paths.static, static_dir, name="static")

@@ -45,11 +45,14 @@ return 1
 
 # ROTATE: exchange a refresh token for its successor, forgive the immediate predecessor within the
 # grace window (same successor for every caller), and revoke the session on any other reuse.
+# A current token that was itself issued within the grace window is kept, not rotated again: a
+# browser limits parallel requests per host, so a burst reaches the refresh hop in waves carrying
+# old and new tokens; rotating twice would turn the first wave's token into a "grandparent".
 # KEYS[1] session, KEYS[2] user, KEYS[3] the user's session index
 # ARGV[1] presented digest, ARGV[2] successor digest, ARGV[3] now ms, ARGV[4] grace ms,
 # ARGV[5] idle timeout ms, ARGV[6] session id, ARGV[7] ttl slack ms, ARGV[8] revocation channel,
 # ARGV[9] the revocation message
-# Returns {verdict, username, absolute deadline ms}; verdict is rotated|grace|gone|disabled|expired|reused.
+# Returns {verdict, username, absolute deadline ms}; verdict is rotated|kept|grace|gone|disabled|expired|reused.
 ROTATE = """
 local s = redis.call('HMGET', KEYS[1], 'rt', 'pv', 'g', 'i', 'a')
 if not s[1] then return {'gone'} end
@@ -58,6 +61,8 @@ local user = redis.call('HMGET', KEYS[2], 'name', 'disabled')
 local verdict = nil
 if not user[1] or user[2] == '1' then verdict = 'disabled'
 elseif now >= tonumber(s[4]) or now >= tonumber(s[5]) then verdict = 'expired'
+elseif s[1] == ARGV[1] and s[3] and now <= tonumber(s[3]) then
+  return {'kept', user[1], s[5]}
 elseif s[1] == ARGV[1] then
   local idle = math.min(now + tonumber(ARGV[5]), tonumber(s[5]))
   redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'pv', ARGV[1], 'g', now + tonumber(ARGV[4]),
@@ -129,7 +134,7 @@ class SessionStore:
         with translated():
             reply = await self._rotate(keys=self._session_keys(presented), args=args)
         verdict = reply[0].decode()
-        if verdict not in ("rotated", "grace"):
+        if verdict not in ("rotated", "kept", "grace"):
             raise RefreshFailed(verdict)
         return Rotation(verdict, reply[1].decode(), int(reply[2]) / 1000)
 

@@ -23,6 +23,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 SameSite = Literal["Lax", "Strict"]
 Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+Outage = Literal["fail-closed", "serve-valid-tokens"]
 
 
 class Secret(str):
@@ -43,6 +44,8 @@ class ServerSettings:
     url_prefix: str = ""
     max_body: int = 65536
     trusted_proxies: str = ""
+    protected_prefixes: str = ""
+    shutdown_timeout: Duration = Duration(10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,7 @@ class RedisSettings:
     url: Secret = Secret("")
     key_prefix: str = "sess:"
     timeout: Duration = Duration(2.0)
+    outage: Outage = "fail-closed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,9 +211,9 @@ def _to_duration(key: str, value: Any) -> Duration:
 def validate(settings: Settings) -> Settings:
     """Check relations between keys that each type alone cannot express."""
     _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
-              "redis.timeout", "server.max_body", "passwords.time_cost", "passwords.parallelism",
-              "passwords.max_concurrent", "passwords.min_length", "throttle.per_user", "throttle.per_ip",
-              "throttle.window")
+              "redis.timeout", "server.max_body", "server.shutdown_timeout", "passwords.time_cost",
+              "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
+              "throttle.per_ip", "throttle.window")
     if not 0 < settings.server.port < 65536:
         raise SettingsError("server.port", f"{settings.server.port} is not a port number (1-65535)")
     if settings.sessions.idle_timeout > settings.sessions.absolute_timeout:
@@ -228,6 +232,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
     _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)
     _networks("server.trusted_proxies", settings.server.trusted_proxies)
+    for prefix in settings.server.protected_prefixes.split(","):
+        _path_setting("server.protected_prefixes", prefix.strip(), allow_empty=True)
     _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
     return settings
 

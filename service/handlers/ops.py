@@ -1,10 +1,15 @@
-"""Operations endpoints: liveness and readiness (Redis answers)."""
+"""Operations endpoints: liveness, readiness (Redis answers) and Prometheus metrics.
+
+None of them needs a cookie. ``/metrics`` shows traffic and security events (failed sign-ins,
+reused refresh tokens): the reverse proxy must not expose it publicly (see README, Operating notes).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import appkeys
+from ..metrics import CONTENT_TYPE
 from ..store import ping
 
 
@@ -16,3 +21,8 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     if await ping(request.app[appkeys.redis]):
         return web.json_response({"status": "ready", "redis": "ok"})
     return web.json_response({"status": "not ready", "redis": "unreachable"}, status=503)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text exposition of this app's registry."""
+    return web.Response(body=request.app[appkeys.metrics].render(), headers={"Content-Type": CONTENT_TYPE})

@@ -340,14 +340,19 @@ async def test_refresh_tokens_replayed_after_sign_out_everywhere_are_refused(sit
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_grandparent_refresh_token_inside_grace_revokes_the_session(site, via):
-    """Anchors E.36 (django-oauth-toolkit #1617): only the immediate predecessor is forgiven. R0→R1→R2
-    within a second, then R0 while still inside the grace window: the session ends."""
+async def test_grandparent_refresh_token_revokes_the_session(site, via):
+    """Anchors E.36 (django-oauth-toolkit #1617): only the immediate predecessor is forgiven. R0→R1,
+    then (a token issued within the grace window is kept, so only after it) R1→R2, then R0: the
+    session ends. R0 can never be forgiven once R2 exists."""
     _, r0 = tokens(site.victim)
     await refresh_ok(site, site.victim)
+    _, r1 = tokens(site.victim)
+    await refresh_ok(site, site.victim)
+    assert tokens(site.victim)[1] == r1  # within the grace window: kept, not rotated again
+    site.clock.advance(site.settings.sessions.refresh_reuse_grace + 1)
     await refresh_ok(site, site.victim)
     a2, r2 = tokens(site.victim)
-    site.clock.advance(1)
+    assert r2 != r1
     await assert_refused(await present(site, via, token=r0), via)
     await assert_session_ended(site, (a2, r2))
 

@@ -21,7 +21,8 @@ from service.logs import JsonFormatter
 
 WINDOW = 15 * 60  # the default throttle.window, in seconds
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
-VARYING_HEADERS = {"Date", "Content-Length"}  # the only headers whose values may differ between answers
+# the only headers whose values may differ between answers (X-Request-ID: a fresh random id each)
+VARYING_HEADERS = {"Date", "Content-Length", "X-Request-ID"}
 
 
 async def attempt(client: Any, name: str = "alice", password: str = PASSWORD + "!", **headers: str) -> Any:

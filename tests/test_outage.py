@@ -1,0 +1,176 @@
+"""``redis.outage``: while Redis is down, fail-closed answers 503 and keeps every cookie (never a
+sign-out, never a reuse verdict); serve-valid-tokens lets signed, unexpired access tokens through.
+Sign-in and refresh answer 503 under both, and everything recovers by itself when Redis returns."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as sync_redis
+from aiohttp.test_utils import TestClient
+
+from conftest import NAVIGATE, jar_snapshot, login, set_cookies
+from service import appkeys
+from service.embedded import find_redis_server
+from service.settings import Settings
+
+JSON = {"Accept": "application/json"}
+WAIT = 10.0  # seconds: the bound on every wait below
+
+
+class StoppableRedis:
+    """A redis-server of our own on a short unix socket, with an AOF so a restart keeps the data."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.url = f"unix://{self.socket}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.process is None
+        self.process = subprocess.Popen(
+            [find_redis_server(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.directory), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+             "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = sync_redis.Redis(unix_socket_path=str(self.socket))
+        deadline = time.monotonic() + WAIT
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except sync_redis.exceptions.ConnectionError:
+                    assert self.process.poll() is None, "the test redis-server exited"
+                    assert time.monotonic() < deadline, "the test redis-server did not start"
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[StoppableRedis]:
+    directory = Path(tempfile.mkdtemp(prefix="out-", dir="/tmp"))
+    server = StoppableRedis(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def signed_in(policy: str, own_redis: StoppableRedis, make_settings: Callable[..., Settings],
+                    make_user: Callable[..., Awaitable[Any]],
+                    make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    settings = make_settings(redis={"url": own_redis.url, "outage": policy})
+    await make_user(of=settings)
+    client = await make_client(of=settings)
+    await login(client)
+    return client
+
+
+async def redis_goes_away(client: TestClient, own_redis: StoppableRedis) -> None:
+    """Stop Redis and wait (bounded) until the service has noticed: its revocation channel is deaf,
+    so no session check is answered from memory any more."""
+    own_redis.stop()
+    liveness = client.server.app[appkeys.authenticator].liveness
+    deadline = time.monotonic() + WAIT
+    while liveness.subscribed:
+        assert time.monotonic() < deadline, "the revocation channel did not notice Redis going away"
+        await asyncio.sleep(0.02)
+
+
+async def redis_comes_back(client: TestClient, own_redis: StoppableRedis) -> None:
+    own_redis.start()
+    deadline = time.monotonic() + WAIT
+    while (await client.get("/readyz")).status != 200:
+        assert time.monotonic() < deadline, "/readyz did not recover"
+        await asyncio.sleep(0.05)
+
+
+async def assert_unavailable(response: Any) -> None:
+    assert response.status == 503, await response.text()
+    assert response.headers["Retry-After"]
+    assert set_cookies(response) == {}  # never a cleared cookie, never a new one
+
+
+async def assert_recovered(client: TestClient, session_id: str) -> None:
+    response = await client.get("/api/me", headers=JSON)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["session"] == session_id
+    origin = f"http://127.0.0.1:{client.server.port}"
+    response = await client.post("/auth/refresh", headers={**JSON, "Origin": origin})
+    assert response.status == 200, await response.text()  # the refresh token was neither used nor revoked
+    response = await client.get("/api/me", headers=JSON)
+    assert response.status == 200 and (await response.json())["session"] == session_id
+
+
+async def assert_sign_in_and_refresh_unavailable(client: TestClient, fresh: TestClient) -> None:
+    origin = f"http://127.0.0.1:{client.server.port}"
+    await assert_unavailable(await client.post("/auth/refresh", headers={**JSON, "Origin": origin}))
+    await assert_unavailable(await client.get("/auth/refresh?next=/", headers=NAVIGATE, allow_redirects=False))
+    await assert_unavailable(await fresh.post("/login", json={"username": "alice", "password": "whatever"}))
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and set_cookies(ready) == {}
+
+
+async def test_fail_closed_answers_503_and_keeps_the_cookies(
+        own_redis: StoppableRedis, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
+        make_client: Callable[..., Awaitable[TestClient]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+    client = await signed_in("fail-closed", own_redis, make_settings, make_user, make_client)
+    session_id = (await (await client.get("/api/me", headers=JSON)).json())["session"]
+    cookies = {m.key: m.value for m in jar_snapshot(client)}
+    fresh = await browser(client, cookies=[])
+    await redis_goes_away(client, own_redis)
+
+    response = await client.get("/api/me", headers=JSON)
+    await assert_unavailable(response)
+    assert (await response.json())["error"] == "unavailable"
+    page = await client.get("/", headers=NAVIGATE, allow_redirects=False)
+    await assert_unavailable(page)
+    assert page.content_type == "text/html"
+    await assert_sign_in_and_refresh_unavailable(client, fresh)
+    assert {m.key: m.value for m in jar_snapshot(client)} == cookies
+
+    await redis_comes_back(client, own_redis)
+    await assert_recovered(client, session_id)
+
+
+async def test_serve_valid_tokens_lets_a_valid_access_token_through(
+        own_redis: StoppableRedis, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
+        make_client: Callable[..., Awaitable[TestClient]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+    client = await signed_in("serve-valid-tokens", own_redis, make_settings, make_user, make_client)
+    session_id = (await (await client.get("/api/me", headers=JSON)).json())["session"]
+    cookies = {m.key: m.value for m in jar_snapshot(client)}
+    fresh = await browser(client, cookies=[])
+    await redis_goes_away(client, own_redis)
+
+    response = await client.get("/api/me", headers=JSON)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["session"] == session_id
+    page = await client.get("/", headers=NAVIGATE, allow_redirects=False)
+    assert page.status == 200
+    await assert_sign_in_and_refresh_unavailable(client, fresh)
+    assert {m.key: m.value for m in jar_snapshot(client)} == cookies
+
+    await redis_comes_back(client, own_redis)
+    await assert_recovered(client, session_id)
