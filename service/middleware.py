@@ -58,7 +58,9 @@ def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths, cs
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         state = appkeys.AuthState()
-        token = None if request.path.startswith(static) else cookies.read_access(request)
+        path = request.path
+        skip = path.startswith(static) or path in paths.anonymous
+        token = None if skip else cookies.read_access(request)
         if token is not None:
             try:
                 state = appkeys.AuthState(user=await auth.authenticate(token))
@@ -151,7 +153,7 @@ def error_middleware(cookies: CookiePolicy, paths: Paths, metrics: Metrics) -> M
                                                    "Reload the page and try again.")
         except StoreUnavailable:
             metrics.store_error()
-            log.exception("store unavailable")
+            log.warning("store unavailable", exc_info=False)  # once per request: no traceback flood
             response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")
             response.headers["Retry-After"] = "1"
             return response

@@ -32,7 +32,7 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
     app.router.add_delete(p + "/api/sessions", account.revoke_all)
     app.router.add_post(p + "/api/password", account.change_password)
     app.router.add_get(paths.jwks, keys.jwks, name="jwks")
-    app.router.add_get(p + "/healthz", ops.healthz, name="healthz")
-    app.router.add_get(p + "/readyz", ops.readyz, name="readyz")
-    app.router.add_get(p + "/metrics", ops.metrics, name="metrics")  # operators only: keep it off the public proxy
+    app.router.add_get(paths.healthz, ops.healthz, name="healthz")
+    app.router.add_get(paths.readyz, ops.readyz, name="readyz")
+    app.router.add_get(paths.metrics, ops.metrics, name="metrics")  # operators only: keep it off the public proxy
     app.router.add_static(paths.static, static_dir, name="static")
