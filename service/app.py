@@ -36,6 +36,7 @@ from .users import UserStore
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("service")
+CSRF_KEY = "csrf.key"
 
 
 def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
@@ -59,6 +60,14 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
     )
 
 
+def prepare_keys(settings: Settings) -> None:
+    """Create every missing secret now, before several workers could race to make their own."""
+    keys_dir = settings.storage.data_dir / "keys"
+    keyring.load_or_create(keys_dir, settings.tokens.algorithm)
+    keyring.load_or_create_refresh_key(keys_dir)
+    keyring.load_or_create_secret(keys_dir, CSRF_KEY)
+
+
 def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
     """A client for ``redis.url``, or for the embedded server (not yet started) when it is empty."""
     if settings.redis.url:
@@ -80,7 +89,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     cookies = CookiePolicy(settings, paths, clock)
     metrics = Metrics()  # a registry per app: one process may build many (tests)
     auth = build_authenticator(settings, redis, clock, metrics=metrics)
-    csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", "csrf.key"))
+    csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", CSRF_KEY))
 
     proxies = parse_networks(settings.server.trusted_proxies)
     app = web.Application(

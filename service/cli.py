@@ -19,6 +19,7 @@ from .auth import Authenticator
 from .clock import system_clock
 from .errors import ServiceError, SettingsError, UserError
 from .settings import Settings
+from .workers import supervise
 
 DEFAULT_SETTINGS = Path("settings.toml")
 
@@ -29,9 +30,10 @@ def main(argv: list[str]) -> int:
         path = args.settings or (DEFAULT_SETTINGS if DEFAULT_SETTINGS.exists() else None)
         settings = settings_module.load(path)
         if args.command is None:
-            return _serve(settings, host=None, port=None)
+            return _serve(settings, path, host=None, port=None, workers=args.workers, reuse_port=False)
         if args.command == "serve":
-            return _serve(settings, host=args.host, port=args.port)
+            return _serve(settings, path, host=args.host, port=args.port, workers=args.workers or args.serve_workers,
+                          reuse_port=args.reuse_port)
         if args.command == "keys":
             return _keys(settings, args.key_action)
         return asyncio.run(_users(settings, args))
@@ -46,10 +48,14 @@ def main(argv: list[str]) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service", description="Cookie sessions over JWT.")
     parser.add_argument("--settings", type=Path, help="settings file (default: ./settings.toml if present)")
+    parser.add_argument("--workers", type=_count, default=0, help="worker processes sharing the port (default 1)")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the web service (the default)")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument("--workers", dest="serve_workers", type=_count, default=0,
+                       help="worker processes sharing the port with SO_REUSEPORT (default 1)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     users = commands.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
     for action, text in (("add", "create a user"), ("passwd", "set a new password; ends their sessions")):
         command = users.add_parser(action, help=text)
@@ -78,14 +84,24 @@ Instances that keep their own copy of keys/ need the new file copied in. Run `ke
 once tokens.access_ttl + tokens.leeway have passed; it keeps every key a live token may need."""
 
 
-def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to 64")
+    return int(text)
+
+
+def _serve(settings: Settings, path: Path | None, *, host: str | None, port: int | None, workers: int,
+           reuse_port: bool) -> int:
     logs.configure()
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port
+    if workers > 1:
+        print(f"serving on http://{host}:{port}{settings.server.url_prefix}/ with {workers} workers", flush=True)
+        return asyncio.run(supervise(settings, path, host=host, port=port, count=workers))
     try:
         # SIGTERM: stop listening, let in-flight requests finish within server.shutdown_timeout, then
         # the cleanup contexts close Redis and stop the embedded server; run_app returns and we exit 0.
-        web.run_app(create_app(settings), host=host, port=port, access_log=None,
+        web.run_app(create_app(settings), host=host, port=port, access_log=None, reuse_port=reuse_port or None,
                     shutdown_timeout=settings.server.shutdown_timeout,
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
     except OSError as exc:  # the address is taken or not ours: one line, not a traceback

@@ -43,6 +43,7 @@ class Service:
         self.env = cli.env(SERVICE__SERVER__PORT=str(port))
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.args: list[str] = []
 
     @property
     def log(self) -> Path:
@@ -55,7 +56,7 @@ class Service:
         assert self.process is None
         self.runs += 1
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "service"], cwd=self.cli.cwd, env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=self.cli.cwd, env=self.env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -169,3 +170,32 @@ def _cli_alongside(service: Service, *args: str, stdin: str | None = None) -> st
     assert result.returncode == 0, result.stderr
     assert (service.cli.data_dir / "redis.sock").exists()
     return result.stdout
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+async def test_workers_share_one_port_and_one_embedded_redis_and_stop_together(service: Service) -> None:
+    service.args = ["--workers", "2"]
+    jar = browser_jar(service.origin)
+    async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=30)) as browser:
+        try:
+            await service.start(browser)
+            assert service.process is not None
+            assert len(children_of(service.process.pid)) == 3  # two workers and the redis-server
+            _cli_alongside(service, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+            async with browser.post(service.origin + "/login", headers={"Origin": service.origin},
+                                    json={"username": "alice", "password": PASSWORD}) as response:
+                assert response.status == 200, await response.text()
+            for _ in range(20):  # new connections spread over both workers; all see the same session
+                connector = aiohttp.TCPConnector(force_close=True)
+                async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as fresh:
+                    async with fresh.get(service.origin + "/api/me") as response:
+                        assert response.status == 200
+            assert_stopped_cleanly(service, service.stop())
+        finally:
+            service.kill()

@@ -1,0 +1,72 @@
+"""Several worker processes on one port (SO_REUSEPORT), supervised by a parent that owns the embedded Redis.
+
+The parent creates the secret keys once (so workers never race to generate them), starts the
+embedded redis-server when ``redis.url`` is empty, and runs ``python -m service serve --reuse-port``
+N times with ``SERVICE__REDIS__URL`` pointing every worker at that one server. A worker that dies is
+started again; SIGTERM or SIGINT is passed on to every worker, and the parent waits for them
+(``server.shutdown_timeout``) before it stops Redis and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .app import prepare_keys
+from .embedded import EmbeddedRedis
+from .settings import Settings
+
+log = logging.getLogger("service")
+RESTART_DELAY = 1.0
+
+
+async def supervise(settings: Settings, settings_path: Path | None, *, host: str, port: int, count: int) -> int:
+    prepare_keys(settings)
+    embedded = None if settings.redis.url else EmbeddedRedis(settings.storage.data_dir)
+    if embedded is not None:
+        await embedded.start()
+    env = dict(os.environ)
+    if embedded is not None:
+        env["SERVICE__REDIS__URL"] = embedded.url
+    command = [sys.executable, "-m", "service", *(["--settings", str(settings_path)] if settings_path else []),
+               "serve", "--host", host, "--port", str(port), "--reuse-port"]
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await asyncio.gather(*(_keep_running(command, env, stopping, settings) for _ in range(count)))
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+    return 0
+
+
+async def _keep_running(command: list[str], env: dict[str, str], stopping: asyncio.Event, settings: Settings) -> None:
+    """Run one worker until told to stop, starting it again whenever it dies on its own."""
+    while not stopping.is_set():
+        worker = await asyncio.create_subprocess_exec(*command, env=env)
+        exited = asyncio.create_task(worker.wait())
+        told = asyncio.create_task(stopping.wait())
+        await asyncio.wait({exited, told}, return_when=asyncio.FIRST_COMPLETED)
+        told.cancel()
+        if stopping.is_set():
+            await _stop(worker, exited, settings.server.shutdown_timeout + 5)
+            return
+        log.warning("worker %s exited with %s; starting another", worker.pid, worker.returncode)
+        await asyncio.sleep(RESTART_DELAY)
+
+
+async def _stop(worker: asyncio.subprocess.Process, exited: asyncio.Task[int], timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        worker.send_signal(signal.SIGTERM)
+    done, _ = await asyncio.wait({exited}, timeout=timeout)
+    if not done:
+        with contextlib.suppress(ProcessLookupError):
+            worker.kill()
+        await exited
