@@ -9,6 +9,7 @@ request is handled carry its ``request_id`` (set by the error middleware, stampe
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import re
@@ -24,11 +25,15 @@ current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id_from(incoming: str | None) -> str:
     """The incoming id if it is a short safe token, else a new random one."""
     if incoming and _SAFE_ID.fullmatch(incoming):
         return incoming
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"  # unique per process and cheap: this runs per request
 
 
 class RequestIdFilter(logging.Filter):
