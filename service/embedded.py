@@ -39,7 +39,7 @@ def find_redis_server() -> str:
     )
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """preexec_fn: have Linux SIGTERM this child when the thread that spawned it exits."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -129,7 +129,7 @@ class EmbeddedRedis:
                 with open(self.data_dir / "redis.log", "ab") as log:
                     self._proc = await asyncio.create_subprocess_exec(
                         binary, *self._arguments(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                        preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+                        preexec_fn=functools.partial(die_with_parent, os.getpid()))
                 self.owned = True
         except OSError as exc:
             raise StoreUnavailable(f"cannot start embedded redis in {self.data_dir}: {exc}") from exc

@@ -3,7 +3,9 @@ a settable clock, and factories that make users, apps, clients and sign-ins."""
 
 from __future__ import annotations
 
+import functools
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -24,7 +26,7 @@ from yarl import URL
 from service import settings as settings_module
 from service.app import build_authenticator, create_app
 from service.clock import SettableClock
-from service.embedded import find_redis_server
+from service.embedded import die_with_parent, find_redis_server
 from service.settings import Settings
 from service.store import connect
 
@@ -43,6 +45,7 @@ def redis_url() -> Iterator[str]:
         [find_redis_server(), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
          "--dir", str(directory), "--save", "", "--appendonly", "no", "--daemonize", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=functools.partial(die_with_parent, os.getpid()),  # never outlives a killed test run
     )
     client = sync_redis.Redis(unix_socket_path=str(socket))
     deadline = time.monotonic() + 10
