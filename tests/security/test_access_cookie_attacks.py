@@ -539,13 +539,13 @@ async def test_expired_token_of_the_victim_refreshed_with_the_attackers_refresh_
     "no-such-key", "", "../../../../dev/null", "../keys/{kid}", "{kid}.ed25519.pem", "{kid}/", "{KID}",
     "' OR '1'='1", "${{jndi:ldap://127.0.0.1:1/x}}", "k" * 2000, "refresh", "csrf",
 ], ids=["unknown", "empty", "path traversal", "traversal to our key", "our key's file name",
-        "our kid with a slash", "our kid upper-cased", "sql", "jndi", "2000 characters", "refresh key name",
+        "our kid with a slash", "our kid case-swapped", "sql", "jndi", "2000 characters", "refresh key name",
         "csrf key name"])
 async def test_unknown_or_hostile_kid_is_refused(scene, kid):
     """Anchors C.23: the kid only ever selects a key already in the ring (no file or database look-up
     keyed by it); every token here is signed with our real key."""
     real = scene.ring.current.kid
-    chosen = kid.format(kid=real, KID=real.upper())
+    chosen = kid.format(kid=real, KID=real.swapcase())  # swapcase: the "T" in every kid always changes
     await refused(scene, scene.sign(scene.claims_of("alice"), kid=chosen))
 
 

@@ -171,7 +171,7 @@ HOSTILE_KIDS = {
     "traversal into data dir": "../attacker",
     "absolute path": "/etc/passwd",
     "current kid plus suffix": "{kid}.ed25519.pem",
-    "current kid upper-case": "{KID}",
+    "current kid, case swapped": "{KID}",
     "current kid with NUL": "{kid}\x00",
     "current kid with space": "{kid} ",
     "empty": "",
@@ -185,7 +185,7 @@ HOSTILE_KIDS = {
 
 def _hostile(kid: Any, current: str) -> Any:
     if isinstance(kid, str):
-        return kid.replace("{kid}", current).replace("{KID}", current.upper())
+        return kid.replace("{kid}", current).replace("{KID}", current.swapcase())  # the "T" always changes
     if isinstance(kid, list):
         return [_hostile(item, current) for item in kid]
     if isinstance(kid, dict):
