@@ -3,6 +3,7 @@ a settable clock, and factories that make users, apps, clients and sign-ins."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import html
 import os
@@ -254,3 +255,16 @@ def with_value(cookies: Iterable[Morsel[str]], name: str, value: str | None) -> 
             morsel.set(morsel.key, value, value)
         changed.append(morsel)
     return changed
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send exact request bytes to 127.0.0.1:port and read the whole answer (``Connection: close``):
+    for bytes an HTTP client library would refuse or rewrite."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -30,6 +30,17 @@ NEW_PASSWORD = "another long pass phrase"
 CLIENT = Client(user_agent="pytest", ip="127.0.0.1")
 
 
+def remove_root(root: Path, outlived: str) -> None:
+    """Teardown of a test's temporary root: SIGKILL any redis-server still working there (only ours
+    can be), delete the root, and fail if there was one."""
+    leftovers = redis_servers_in(root)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(root, ignore_errors=True)
+    assert leftovers == [], f"a redis-server outlived {outlived}"
+
+
 def redis_servers_in(root: Path) -> list[int]:
     """PIDs of redis-servers working in ``root`` (their cwd is their --dir, their title names the socket)."""
     found = []
@@ -94,12 +105,7 @@ def cli() -> Iterator[Cli]:
     try:
         yield Cli(root, root / "cwd", root / "data")
     finally:
-        leftovers = redis_servers_in(root)
-        for pid in leftovers:  # only servers in our own temporary directory: ours
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
-        assert leftovers == [], "a redis-server outlived the CLI"
+        remove_root(root, "the CLI")
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:

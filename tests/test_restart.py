@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
 import socket
 import stat
@@ -21,7 +19,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from test_cli import PASSWORD, Cli, redis_servers_in
+from test_cli import PASSWORD, Cli, redis_servers_in, remove_root
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -96,12 +94,7 @@ def service() -> Iterator[Service]:
         yield running
     finally:
         running.kill()
-        leftovers = redis_servers_in(root)
-        for pid in leftovers:  # only servers in our own temporary directory: ours
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
-        assert leftovers == [], "a redis-server outlived the service"
+        remove_root(root, "the service")
 
 
 def browser_jar(origin: str) -> aiohttp.CookieJar:

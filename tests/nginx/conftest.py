@@ -17,7 +17,6 @@ import datetime
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from test_cli import PASSWORD, redis_servers_in
+from test_cli import PASSWORD, remove_root
 
 NGINX = Path("/usr/sbin/nginx")
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "service.conf"
@@ -222,9 +221,4 @@ def stack() -> Iterator[Stack]:
         yield Stack(ports["tls"], ports["http"], ports["pinned"])  # type: ignore[arg-type]
     finally:
         children.stop_all()
-        leftovers = redis_servers_in(root)
-        for pid in leftovers:  # only servers in our own temporary directory: ours
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
-        assert leftovers == [], "a redis-server outlived the service"
+        remove_root(root, "the service")

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import cookie, jar_snapshot, login, set_cookies, with_value
+from conftest import cookie, jar_snapshot, login, raw_exchange, set_cookies, with_value
 from service import keyring
 from service.keyring import KeyRing, SigningKey
 from service.settings import Settings
@@ -196,16 +196,10 @@ class RawResponse:
 
 async def raw_get(client: TestClient, path: str, cookie_value: bytes, *, accept: bytes = b"application/json",
                   name: bytes = ACCESS.encode()) -> RawResponse:
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    try:
-        writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % client.server.port
-                     + b"Accept: " + accept + b"\r\nConnection: close\r\n"
-                     + b"Cookie: " + name + b"=" + cookie_value + b"\r\n\r\n")
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    port = client.server.port
+    data = await raw_exchange(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port
+                              + b"Accept: " + accept + b"\r\nConnection: close\r\n"
+                              + b"Cookie: " + name + b"=" + cookie_value + b"\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]

@@ -9,7 +9,6 @@ exactly when cookies are Secure (issue 3 §4; security anchors §K.65–69, ASVS
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient
 
-from conftest import PASSWORD, form_login, login, set_cookies
+from conftest import PASSWORD, form_login, login, raw_exchange, set_cookies
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document",
             "Accept": "text/html,application/xhtml+xml"}
@@ -262,14 +261,8 @@ async def test_wrong_method_on_an_auth_route_is_405_without_a_traceback(site, me
 
 async def raw_get(client: TestClient, target: bytes) -> tuple[int, bytes]:
     """GET with the request target exactly as given (an HTTP client library would normalise it)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    try:
-        writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    data = await raw_exchange(client.server.port,
+                              b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 
