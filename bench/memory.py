@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from service.clock import system_clock
 from service.devices import describe
 from service.embedded import find_redis_server
 from service.refresh import RefreshTokens
@@ -28,7 +29,7 @@ CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, 
 async def measure(url: str, count: int) -> float:
     redis = connect(url, RedisSettings())
     keys = KeySpace("sess:")
-    sessions = SessionStore(redis, keys, SessionSettings())
+    sessions = SessionStore(redis, keys, SessionSettings(), system_clock)
     tokens = RefreshTokens(secrets.token_bytes(32))
     users = [secrets.token_urlsafe(12) for _ in range(count // 2)]  # two sessions a user on average
     for user_id in users:

@@ -22,7 +22,7 @@ from .errors import StoreUnavailable
 from .csrf import CsrfTokens
 from .liveness import Liveness
 from .metrics import Counts, Metrics
-from .middleware import auth_middleware, error_middleware, security_headers
+from .middleware import Pipeline
 from .passwords import Passwords
 from .paths import Paths
 from .refresh import RefreshTokens
@@ -45,7 +45,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
     keys_dir = settings.storage.data_dir / "keys"
     ring = keyring.KeyDirectory(keys_dir, settings.tokens.algorithm, clock)  # follows `keys rotate`/`prune`
     space = KeySpace(settings.redis.key_prefix)
-    sessions = SessionStore(redis, space, settings.sessions)
+    sessions = SessionStore(redis, space, settings.sessions, clock)
     return Authenticator(
         users=UserStore(redis, space),
         sessions=sessions,
@@ -94,13 +94,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     proxies = parse_networks(settings.server.trusted_proxies)
     app = web.Application(
         client_max_size=settings.server.max_body,
-        middlewares=[
-            *([forwarded_middleware(proxies)] if proxies else []),  # first: all below see the real client
-            # outermost: every error below becomes one clear answer; also request ids and metrics
-            error_middleware(cookies, paths, metrics),
-            # attaches the user (expiry surfaces as a refresh hop), then checks CSRF on unsafe methods
-            auth_middleware(auth, cookies, paths, csrf),
-        ],
+        # Only behind trusted proxies: the request pipeline (middleware.py) must see the real client.
+        middlewares=[forwarded_middleware(proxies)] if proxies else [],
     )
     app[appkeys.settings] = settings
     app[appkeys.authenticator] = auth
@@ -109,10 +104,11 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.metrics] = metrics
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
-    app.on_response_prepare.append(security_headers(paths, hsts=settings.cookies.secure))
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True)
     env.globals["paths"] = paths
-    setup_routes(app, paths, str(ROOT / "static"))
+    app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure)
+    setup_routes(app, paths, ROOT / "static")
+    app.on_startup.append(pipeline.check_routes)
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
     app.cleanup_ctx.append(_revocation_listener)
     app.on_startup.append(_hint_first_user)
@@ -141,7 +137,7 @@ def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: b
         supervisor = None
         if embedded is not None:
             await embedded.start()
-            supervisor = asyncio.create_task(_supervise(embedded))
+            supervisor = asyncio.create_task(embedded.keep_alive())
         try:
             yield
         finally:
@@ -155,29 +151,3 @@ def _redis_lifetime(redis: Redis, embedded: EmbeddedRedis | None, owns_client: b
                 await embedded.stop()
 
     return lifetime
-
-
-SUPERVISE_INTERVAL = 0.5  # seconds between looks at the embedded redis-server
-
-
-async def _supervise(embedded: EmbeddedRedis) -> None:
-    """Restart the embedded redis-server we spawned whenever it dies (a SIGKILL, the OOM killer).
-
-    It reloads its AOF, so nothing acknowledged is lost (see EmbeddedRedis._arguments); meanwhile
-    requests answer 503 as ``redis.outage`` says, and the pooled client reconnects by itself.
-    """
-    restarting = False
-    while True:
-        await asyncio.sleep(SUPERVISE_INTERVAL)
-        if embedded.exited:
-            log.warning("embedded redis-server died; restarting it")
-            restarting = True
-        if not restarting:
-            continue
-        try:
-            await embedded.start()
-        except StoreUnavailable as exc:  # e.g. the disk is full: keep trying, /readyz says 503 meanwhile
-            log.error("cannot restart the embedded redis-server: %s", exc)
-        else:
-            restarting = False
-            log.warning("embedded redis-server restarted")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 
@@ -15,10 +15,12 @@ from .settings import Settings
 from .store import Redis
 from .tokens import AccessClaims
 
+if TYPE_CHECKING:  # middleware.py reads the keys below
+    from .middleware import Pipeline
 
-@dataclasses.dataclass(frozen=True)
-class AuthState:
-    """What the auth middleware learned about a request's access cookie."""
+
+class AuthState(NamedTuple):
+    """What the request pipeline learned about a request's access cookie (a tuple: built per request)."""
 
     user: AccessClaims | None = None
     expired: AccessClaims | None = None  # authentic but expired: a refresh may help
@@ -31,8 +33,8 @@ cookies = web.AppKey("cookies", CookiePolicy)
 csrf = web.AppKey("csrf", CsrfTokens)
 metrics = web.AppKey("metrics", Metrics)
 paths = web.AppKey("paths", Paths)
-redis = web.AppKey("redis", Redis)
+pipeline: web.AppKey[Pipeline] = web.AppKey("pipeline")
+redis: web.AppKey[Redis] = web.AppKey("redis")  # a union (server or Cluster client)
 
 auth_state = web.RequestKey("auth_state", AuthState)
 login_attempt = web.RequestKey("login_attempt", dict)
-request_id = web.RequestKey("request_id", str)

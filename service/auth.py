@@ -128,7 +128,8 @@ class Authenticator:
         successor = self._refresh.successor(token)
         try:
             rotation = await self.sessions.rotate(token, successor, now=self._clock())
-        except RefreshFailed as failure:
+        except RefreshFailed as failure:  # the session is gone (or was): say so here at once
+            self.liveness.ended(token.user_id, token.session_id)
             self._metrics.refresh(failure.reason)
             event = "refresh_reused" if failure.reason == "reused" else "refresh_failed"
             log.warning(event, extra={"event": event, "reason": failure.reason, "user": token.user_id,
@@ -153,6 +154,9 @@ class Authenticator:
             StoreUnavailable: Redis cannot say whether the session lives, and ``redis.outage`` is
                 ``fail-closed``; never a verdict, so the caller keeps the cookies.
         """
+        claims = self.authenticate_known(access)
+        if claims is not None:
+            return claims
         claims = self._codec.verify(access)
         try:
             live = await self.liveness.is_live(claims.user_id, claims.session_id)
@@ -166,20 +170,34 @@ class Authenticator:
             raise AuthenticationRequired("session ended")
         return claims
 
+    def authenticate_known(self, access: str) -> AccessClaims | None:
+        """:meth:`authenticate` without Redis, so not a coroutine (it runs on every request): the
+        claims if this instance knows the session lives, None if only Redis can tell. Raises the same."""
+        claims = self._codec.verify(access)
+        live = self.liveness.known(claims.user_id, claims.session_id)
+        if live is False:
+            raise AuthenticationRequired("session ended")
+        return claims if live else None
+
     async def logout(self, claims: AccessClaims) -> None:
-        if await self.sessions.revoke(claims.user_id, claims.session_id):
+        ended = await self.sessions.revoke(claims.user_id, claims.session_id)
+        self.liveness.ended(claims.user_id, claims.session_id)
+        if ended:
             self._metrics.revocation("logout")
             log.info("logout", extra={"event": "logout", "user": claims.user_id, "sid": claims.session_id})
 
     async def logout_everywhere(self, user_id: str, *, keep: str | None = None) -> int:
         ended = await self.sessions.revoke_all(user_id, keep=keep)
-        self._metrics.revocation("revoke_all", ended)
-        log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": ended})
-        return ended
+        for session_id in ended:
+            self.liveness.ended(user_id, session_id)
+        self._metrics.revocation("revoke_all", len(ended))
+        log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": len(ended)})
+        return len(ended)
 
     async def revoke_session(self, claims: AccessClaims, session_id: str) -> bool:
         """End one of the signed-in user's own sessions; another user's id simply matches nothing."""
         ended = await self.sessions.revoke(claims.user_id, session_id)
+        self.liveness.ended(claims.user_id, session_id)
         if ended:
             self._metrics.revocation("revoke")
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})

@@ -6,12 +6,18 @@ clear always matches what was set (a clear with another Path is a silent no-op i
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from .auth import Issued
 from .clock import Clock
 from .paths import Paths
 from .settings import Settings
+
+
+_SEEN_HEADERS = 5_000  # Cookie headers remembered ...
+_SEEN_HEADER_LENGTH = 2_048  # ... of at most this many characters: 10 MB at most
 
 
 class CookiePolicy:
@@ -29,6 +35,12 @@ class CookiePolicy:
         self.refresh_name = "__Secure-refresh" if secure else "refresh"
         self.login_name = "__Host-login" if secure and not paths.prefix else ("__Secure-login" if secure else "login")
         self._refresh_path = paths.refresh_scope
+        # Cookie headers seen lately → the access token in each ('' for none): bounded, oldest out first.
+        # The token handed out is then the same str object every time, whose hash Python keeps, so the
+        # verified-token cache (tokens.py) finds it without hashing the whole JWT again.
+        self._seen: dict[str, str] = {}
+        # ``name=value`` pairs are separated by ";" and optional spaces (RFC 6265 §4.2.1); values hold no ";".
+        self._access_pattern = re.compile(r"(?:^|;)[ \t]*" + re.escape(self.access_name) + r"[ \t]*=([^;]*)")
         self._secure = secure
         self._samesite = settings.cookies.samesite
         self._clock = clock
@@ -37,16 +49,25 @@ class CookiePolicy:
         """Read on every request, so without parsing every cookie (``request.cookies`` builds a
         SimpleCookie: about a third of a request's cost). Same answer: the last one of that name."""
         header = request.headers.get("Cookie")
-        if not header or self.access_name not in header:
+        if not header:
             return None
-        found = None
-        for part in header.split(";"):
-            name, sep, value = part.partition("=")
-            if sep and name.strip() == self.access_name:
-                found = value.strip()
-        if found and len(found) > 1 and found[0] == found[-1] == '"':
-            found = found[1:-1]
-        return found or None
+        value = self._seen.get(header)
+        if value is None:  # a browser sends the same header for minutes: parse it once
+            value = self._parse_access(header)
+            if len(header) <= _SEEN_HEADER_LENGTH:
+                self._seen[header] = value
+                if len(self._seen) > _SEEN_HEADERS:
+                    del self._seen[next(iter(self._seen))]
+        return value or None
+
+    def _parse_access(self, header: str) -> str:
+        if self.access_name not in header:
+            return ""
+        found = self._access_pattern.findall(header)
+        value: str = found[-1].strip() if found else ""
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        return value
 
     def read_refresh(self, request: web.BaseRequest) -> str | None:
         return request.cookies.get(self.refresh_name) or None

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import functools
 import importlib.util
+import logging
 import os
 import pathlib
 import shutil
@@ -23,6 +24,8 @@ from .errors import SettingsError, StoreUnavailable
 _SUN_PATH_MAX = 107  # sun_path is 108 bytes with the NUL; redis 6.2 silently truncates a longer path
 _PR_SET_PDEATHSIG = 1
 _POLL = 0.02
+SUPERVISE_INTERVAL = 0.5  # seconds between looks at a spawned redis-server
+log = logging.getLogger("service")
 
 
 def find_redis_server() -> str:
@@ -145,6 +148,29 @@ class EmbeddedRedis:
                 continue
             await self.stop(timeout=1.0)
             raise StoreUnavailable(f"embedded redis in {self.data_dir}: {problem}; log: {self._log_tail()}")
+
+    async def keep_alive(self) -> None:
+        """Until cancelled, restart the redis-server we spawned whenever it dies (a SIGKILL, the OOM
+        killer), looking every :data:`SUPERVISE_INTERVAL` seconds.
+
+        It reloads its AOF, so nothing acknowledged is lost (see :meth:`_arguments`); meanwhile
+        requests answer 503 as ``redis.outage`` says, and pooled clients reconnect by themselves.
+        """
+        restarting = False
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            if self.exited:
+                log.warning("embedded redis-server died; restarting it")
+                restarting = True
+            if not restarting:
+                continue
+            try:
+                await self.start()
+            except StoreUnavailable as exc:  # e.g. the disk is full: keep trying, /readyz says 503 meanwhile
+                log.error("cannot restart the embedded redis-server: %s", exc)
+            else:
+                restarting = False
+                log.warning("embedded redis-server restarted")
 
     async def stop(self, *, timeout: float = 10.0) -> None:
         proc, self._proc, self.owned = self._proc, None, False

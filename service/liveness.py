@@ -1,7 +1,7 @@
 """Is a session still live? A local answer kept current by Redis pub/sub, and Redis itself otherwise.
 
 Every revocation publishes ``"<user id> <session id>"`` on the revocation channel in the same
-transaction (or Lua script) that deletes the session. While this instance's subscription is *known*
+Lua script that deletes the session. While this instance's subscription is *known*
 to be live — its own heartbeat, published every second, came back within the last few seconds — a
 session once seen live in Redis is answered from memory until a revocation for it arrives, which
 takes milliseconds. Whenever the subscription is not known to be live (starting up, Redis restarting,
@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 
 from .sessions import SessionStore
-from .store import KeySpace, Redis, text, translated
+from .store import KeySpace, Redis, pubsub, text, translated
 
 log = logging.getLogger("service")
 
@@ -45,13 +45,22 @@ class Liveness:
     def subscribed(self) -> bool:
         return time.monotonic() - self._heard < DEAF_AFTER
 
-    async def is_live(self, user_id: str, session_id: str) -> bool:
-        key = (user_id, session_id)
-        if self.subscribed:
+    def known(self, user_id: str, session_id: str) -> bool | None:
+        """The local answer while subscribed, else None: then only :meth:`is_live` (Redis) can say.
+        Plain, not a coroutine: this runs on every request."""
+        if time.monotonic() - self._heard < DEAF_AFTER:  # self.subscribed, inline
+            key = (user_id, session_id)
             if key in self._live:
                 return True
             if key in self._revoked:
                 return False
+        return None
+
+    async def is_live(self, user_id: str, session_id: str) -> bool:
+        known = self.known(user_id, session_id)
+        if known is not None:
+            return known
+        key = (user_id, session_id)
         live = await self._sessions.is_live(user_id, session_id)
         if live and self.subscribed and key not in self._revoked:
             _remember(self._live, key)
@@ -74,12 +83,18 @@ class Liveness:
 
     async def _listen(self) -> None:
         with translated():
-            async with self._redis.pubsub() as pubsub:
-                await pubsub.subscribe(self._channel)
+            async with await pubsub(self._redis) as subscription:
+                await subscription.subscribe(self._channel)
                 async with _beating(self._redis, self._channel, self._nonce):
-                    async for message in pubsub.listen():
+                    async for message in subscription.listen():
                         if message.get("type") == "message":
                             self._on_message(text(message["data"]))
+
+    def ended(self, user_id: str, session_id: str) -> None:
+        """This instance ended the session: say so at once, not when its announcement comes back."""
+        key = (user_id, session_id)
+        self._live.pop(key, None)
+        _remember(self._revoked, key)
 
     def _on_message(self, data: str) -> None:
         if data.startswith(_HEARTBEAT_PREFIX):

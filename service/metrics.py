@@ -9,7 +9,7 @@ route table, never from a request, so the number of series stays bounded.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -76,9 +76,9 @@ class Metrics(Counts):
     def store_error(self) -> None:
         self._store_errors.inc()
 
-    def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """One histogram observation and one counter increment: this runs on every request."""
-        self._requests.observe(route, method if method in _METHODS else "other", status, seconds)
+    def route(self, name: str) -> Callable[[str, int, float], None]:
+        """The recorder of one route's answers: ``observe(method, status, seconds)``, run per request."""
+        return self._requests.route(name)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
@@ -95,16 +95,30 @@ class _Requests:
 
     def __init__(self) -> None:
         self._latency: dict[tuple[str, str], list[float]] = {}  # bucket counts..., then the sum
-        self._responses: dict[tuple[str, str, int], int] = {}
+        self._responses: dict[tuple[str, str], dict[int, int]] = {}
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        series = self._latency.get((route, method))
-        if series is None:
-            series = self._latency[(route, method)] = [0.0] * (len(_BUCKETS) + 2)
-        series[bisect.bisect_left(_BUCKETS, seconds)] += 1  # index len(_BUCKETS) is +Inf
-        series[-1] += seconds
-        key = (route, method, status)
-        self._responses[key] = self._responses.get(key, 0) + 1
+    def route(self, route: str) -> Callable[[str, int, float], None]:
+        by_method: dict[str, tuple[list[float], dict[int, int]]] = {}  # this route's series, by method
+
+        def observe(method: str, status: int, seconds: float) -> None:
+            series = by_method.get(method)
+            if series is None:
+                series = self._series(route, method)
+                if method in _METHODS:  # an invented method is not kept as a key: memory stays bounded
+                    by_method[method] = series
+            latency, responses = series
+            latency[bisect.bisect_left(_BUCKETS, seconds)] += 1  # index len(_BUCKETS) is +Inf
+            latency[-1] += seconds
+            responses[status] = responses.get(status, 0) + 1
+
+        return observe
+
+    def _series(self, route: str, method: str) -> tuple[list[float], dict[int, int]]:
+        """The (latency, responses by status) series of a route and method; any method a client
+        may invent shares ``other``, so labels stay bounded."""
+        label = method if method in _METHODS else "other"
+        latency = self._latency.setdefault((route, label), [0.0] * (len(_BUCKETS) + 2))
+        return latency, self._responses.setdefault((route, label), {})
 
     def collect(self) -> Iterator[Metric]:
         latency = HistogramMetricFamily("session_request_duration_seconds", "Time to produce a response, by route.",
@@ -118,6 +132,7 @@ class _Requests:
         yield latency
         responses = CounterMetricFamily("session_responses", "Responses by route and status.",
                                         labels=["route", "method", "status"])
-        for (route, method, status), count in sorted(self._responses.items()):
-            responses.add_metric([route, method, str(status)], count)
+        for (route, method), by_status in sorted(self._responses.items()):
+            for status, count in sorted(by_status.items()):
+                responses.add_metric([route, method, str(status)], count)
         yield responses

@@ -1,11 +1,16 @@
-"""Middleware: every service error mapped to HTTP in one table, security headers, and authentication
-with server-side auto-refresh.
+"""The request pipeline every route runs through: errors mapped to HTTP in one table, security
+headers, authentication with server-side auto-refresh, and CSRF.
 
 Auto-refresh: a request whose access JWT is authentic but expired, on a route that needs a user,
 is answered ``307 → <refresh>?next=<path>``. The refresh endpoint — the only path that receives the
 path-scoped refresh cookie — rotates, sets both cookies and answers ``307 → next``. Browsers and
 ``fetch()`` follow 307 replaying method and body, so navigations, form POSTs and API calls all
 survive expiry, and the original request reaches its handler exactly once.
+
+Why not aiohttp middleware: the pipeline runs on every page view and API call of the product, and an
+aiohttp middleware costs a layer of its own plus aiohttp's ``current_app`` layer, which it adds as
+soon as there is one middleware — together more than this whole pipeline (``make bench``). So
+``routes.py`` wraps every handler, 404 and 405 answers included, with :meth:`Pipeline.wrap`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
 
 from . import appkeys
 from .auth import Authenticator
@@ -36,6 +41,7 @@ log = logging.getLogger("service")
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 _NO_SIDE_EFFECTS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_ANONYMOUS = appkeys.AuthState()
 
 
 def require_user(request: web.Request) -> AccessClaims:
@@ -46,34 +52,83 @@ def require_user(request: web.Request) -> AccessClaims:
     raise AuthenticationRequired("not signed in", refreshable=state.expired is not None)
 
 
-def auth_middleware(auth: Authenticator, cookies: CookiePolicy, paths: Paths, csrf: CsrfTokens) -> Middleware:
-    """Attach an :class:`~service.appkeys.AuthState` to every request that is not for static files,
-    then refuse unsafe requests from other sites, and signed-in ones without their session's token.
+class Pipeline:
+    """Wraps handlers so that, for every request, outermost first:
 
-    Authentication and CSRF share one middleware because the CSRF check needs the session and every
-    middleware layer costs about a tenth of a bare handler's throughput (``make bench``).
+    1. errors: any service error becomes its answer from the one table (:func:`_answer`); the request
+       gets its id (logs, ``X-Request-ID``) and its latency is recorded under the route's name;
+    2. security headers go on every answer, raised ones (``web.HTTPException``) and error pages included;
+    3. authentication: an :class:`~service.appkeys.AuthState` on every request to a route that reads
+       the access cookie (an expired token surfaces as the refresh hop, see :func:`require_user`);
+    4. CSRF: unsafe requests from other sites, and signed-in ones without their session's token, are refused.
     """
-    static = paths.static + "/"
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        state = appkeys.AuthState()
-        path = request.path
-        skip = path.startswith(static) or path in paths.anonymous
-        token = None if skip else cookies.read_access(request)
-        if token is not None:
+    def __init__(self, auth: Authenticator, cookies: CookiePolicy, paths: Paths, csrf: CsrfTokens,
+                 metrics: Metrics, *, hsts: bool) -> None:
+        self._auth = auth
+        self._cookies = cookies
+        self._paths = paths
+        self._csrf = csrf
+        self._metrics = metrics
+        self._hsts = hsts
+        self._wrapped: set[Handler] = set()
+
+    async def check_routes(self, app: web.Application) -> None:
+        """On startup: refuse to serve a route outside the pipeline, which would have no
+        authentication, no CSRF check and no security headers. Add routes with ``routes.add``."""
+        for route in app.router.routes():
+            if route.handler not in self._wrapped:
+                raise RuntimeError(f"{route.method} {route.resource.canonical if route.resource else route}: "
+                                   "added without the request pipeline; use service.routes.add")
+
+    def wrap(self, handler: Handler, *, route: str, cache: str | None = "no-store",
+             authenticate: bool = True) -> Handler:
+        """``handler`` inside the pipeline. ``route`` labels its metrics; ``cache`` is the
+        ``Cache-Control`` of its answers (None: the handler's own); ``authenticate=False`` leaves the
+        access cookie unread (static files, keys, health and metrics: no user, and no cost)."""
+        auth, cookies, paths, csrf, metrics = self._auth, self._cookies, self._paths, self._csrf, self._metrics
+        headers = _security_headers(self._hsts, cache)
+        observe = metrics.route(route)
+
+        async def pipeline(request: web.Request) -> web.StreamResponse:
+            request_id = request_id_from(request.headers.get("X-Request-ID"))
+            context = current_request_id.set(request_id)
+            started = time.perf_counter()
+            response: web.StreamResponse
             try:
-                state = appkeys.AuthState(user=await auth.authenticate(token))
-            except TokenExpired as expired:
-                state = appkeys.AuthState(expired=expired.claims)  # type: ignore[arg-type]
-            except (TokenError, AuthenticationRequired):
-                state = appkeys.AuthState(stale=True)
-        request[appkeys.auth_state] = state
-        if request.method not in _NO_SIDE_EFFECTS:
-            await _check_csrf(request, csrf, cookies, paths)
-        return await handler(request)
+                state = _ANONYMOUS  # what the access cookie says; inline, as this runs on every request
+                token = cookies.read_access(request) if authenticate else None
+                if token is not None:
+                    try:
+                        state = appkeys.AuthState(auth.authenticate_known(token) or await auth.authenticate(token))
+                    except TokenExpired as expired:
+                        state = appkeys.AuthState(expired=expired.claims)  # type: ignore[arg-type]
+                    except (TokenError, AuthenticationRequired):
+                        state = appkeys.AuthState(stale=True)
+                request[appkeys.auth_state] = state
+                if request.method not in _NO_SIDE_EFFECTS:
+                    await _check_csrf(request, csrf, cookies, paths)
+                response = await handler(request)
+            except web.HTTPException as exc:  # aiohttp answers it; it still gets the headers
+                exc.headers.extend(headers)
+                exc.headers["X-Request-ID"] = request_id
+                observe(request.method, exc.status, time.perf_counter() - started)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error gets its answer from the table
+                response = _answer(request, exc, cookies, paths, metrics)
+            except BaseException:  # cancelled: the client went away (nginx's 499)
+                observe(request.method, 499, time.perf_counter() - started)
+                raise
+            finally:
+                current_request_id.reset(context)
+            if not response.prepared:  # handlers return their answers; none prepares (streams) its own
+                response.headers.extend(headers)
+                response.headers["X-Request-ID"] = request_id
+            observe(request.method, response.status, time.perf_counter() - started)
+            return response
 
-    return authenticate
+        self._wrapped.add(pipeline)
+        return pipeline
 
 
 def csrf_token(request: web.Request) -> str:
@@ -108,70 +163,30 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
         raise CsrfRejected("missing or wrong CSRF token")
 
 
-def error_middleware(cookies: CookiePolicy, paths: Paths, metrics: Metrics) -> Middleware:
-    """The one table from service errors to HTTP answers; unexpected errors become a plain 500.
-
-    Being outermost, it also gives each request its id (for the log and ``X-Request-ID``) and records
-    its latency and status by route name — never by raw path, which would make series without bound.
-    No middleware layer of their own: each layer costs about a tenth of a bare handler (``make bench``).
-    """
-
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request[appkeys.request_id] = request_id_from(request.headers.get("X-Request-ID"))
-        context = current_request_id.set(request_id)
-        started = time.perf_counter()
-        status = 499  # unless an answer comes: the client went away (nginx's code for it)
-        try:
-            try:
-                response = await handler(request)
-            except web.HTTPException:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every error gets its answer from the table
-                response = answer(request, exc)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.request(_route_name(request), request.method, status, time.perf_counter() - started)
-            current_request_id.reset(context)
-
-    def answer(request: web.Request, exc: Exception) -> web.StreamResponse:
-        """The table: one answer per error family (a plain function: no extra coroutine per request)."""
-        if isinstance(exc, AuthenticationRequired):
-            return _unauthenticated(request, exc, cookies, paths)
-        if isinstance(exc, RefreshFailed):
-            return _refresh_failed(request, cookies, paths)
-        if isinstance(exc, CredentialsError):
-            return _login_failed(request, exc)
-        if isinstance(exc, Throttled):
-            return _throttled(request, exc)
-        if isinstance(exc, InvalidInput):
-            return _problem(request, 400, "invalid_input", str(exc))
-        if isinstance(exc, CsrfRejected):
-            return _problem(request, 403, "csrf", "This form has expired or was sent from another site. "
-                                                  "Reload the page and try again.")
-        if isinstance(exc, StoreUnavailable):
-            metrics.store_error()
-            log.warning("store unavailable", exc_info=False)  # once per request: no traceback flood
-            response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")
-            response.headers["Retry-After"] = "1"
-            return response
-        log.error("unmapped service error" if isinstance(exc, ServiceError) else "unhandled error", exc_info=exc)
-        return _problem(request, 500, "internal", "Something went wrong.")
-
-    return observe
-
-
-def _route_name(request: web.Request) -> str:
-    """The route's name, else its resource's pattern; ``unmatched`` for 404 and 405 answers."""
-    route = request.match_info.route
-    if route.name:
-        return route.name
-    resource = route.resource
-    return resource.canonical if resource is not None else "unmatched"
+def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: Paths,
+            metrics: Metrics) -> web.StreamResponse:
+    """The one table from service errors to HTTP answers; unexpected errors become a plain 500."""
+    if isinstance(exc, AuthenticationRequired):
+        return _unauthenticated(request, exc, cookies, paths)
+    if isinstance(exc, RefreshFailed):
+        return _refresh_failed(request, cookies, paths)
+    if isinstance(exc, CredentialsError):
+        return _login_failed(request, exc)
+    if isinstance(exc, Throttled):
+        return _throttled(request, exc)
+    if isinstance(exc, InvalidInput):
+        return _problem(request, 400, "invalid_input", str(exc))
+    if isinstance(exc, CsrfRejected):
+        return _problem(request, 403, "csrf", "This form has expired or was sent from another site. "
+                                              "Reload the page and try again.")
+    if isinstance(exc, StoreUnavailable):
+        metrics.store_error()
+        log.warning("store unavailable", exc_info=False)  # once per request: no traceback flood
+        response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")
+        response.headers["Retry-After"] = "1"
+        return response
+    log.error("unmapped service error" if isinstance(exc, ServiceError) else "unhandled error", exc_info=exc)
+    return _problem(request, 500, "internal", "Something went wrong.")
 
 
 def _unauthenticated(request: web.Request, exc: AuthenticationRequired, cookies: CookiePolicy,
@@ -224,28 +239,20 @@ def _problem(request: web.Request, status: int, code: str, message: str) -> web.
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def security_headers(paths: Paths, *, hsts: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """An ``on_response_prepare`` hook, so raised and error responses get the headers too.
-
-    HSTS goes out whenever cookies are Secure: browsers honour it only over HTTPS (RFC 6797 §8.1).
-    """
-
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Content-Security-Policy",
-                           "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-        headers.setdefault("X-Frame-Options", "DENY")
-        request_id = request.get(appkeys.request_id)
-        if request_id is not None:
-            headers["X-Request-ID"] = request_id
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        if request.path == paths.jwks:  # public keys, not an auth response: the handler's max-age stands
-            headers.setdefault("Cache-Control", "no-store")
-        elif not request.path.startswith(paths.static + "/"):
-            headers["Cache-Control"] = "no-store"
-
-    return add_headers
+def _security_headers(hsts: bool, cache: str | None) -> CIMultiDict[str]:
+    """The headers every answer of a route carries (handlers never set these themselves). HSTS goes
+    out whenever cookies are Secure: browsers honour it only over HTTPS (RFC 6797 §8.1)."""
+    headers: CIMultiDict[str] = CIMultiDict({
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                   "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        # Not X-Frame-Options: CSP frame-ancestors supersedes it (CSP Level 2, every current browser).
+        # SECURITY: COOP severs window.opener links from other origins (ASVS 5.0 3.4.8).
+        "Cross-Origin-Opener-Policy": "same-origin",
+    })
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if cache is not None:
+        headers["Cache-Control"] = cache
+    return headers

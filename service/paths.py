@@ -30,7 +30,6 @@ class Paths:
         self.readyz = self.prefix + "/readyz"
         self.metrics = self.prefix + "/metrics"
         # Answered without looking at cookies: probes and scrapers must not depend on Redis sessions.
-        self.anonymous = frozenset({self.jwks, self.healthz, self.readyz, self.metrics})
         self.verify = self.prefix + "/auth/verify"
         # Other apps on this origin behind nginx auth_request: ``next`` may return there too.
         self.protected = tuple(p for p in (p.strip() for p in settings.server.protected_prefixes.split(",")) if p)

@@ -2,7 +2,7 @@
 
 A token reads ``<user id>.<session id>.<secret>.<tag>``: the ids say where its session lives, the
 secret is 256 bits, and the tag (an HMAC) proves the service issued it, so a forged token can never
-be mistaken for a stolen one and trigger a revocation. Only ``digest(token)`` is ever stored.
+be mistaken for a stolen one and trigger a revocation. Only 128 bits of its ``digest`` are stored.
 
 Rotation is deterministic: the successor's secret is an HMAC of its predecessor. Every caller that
 presents the same token within the grace window therefore receives the same successor, with nothing

@@ -1,38 +1,74 @@
-"""The route table: every path the service answers, under the configured prefix.
+"""The route table: every path the service answers, under the configured prefix, each handler inside
+the request pipeline (middleware.py), 404 and 405 answers included.
 
-Route names label the latency metrics (middleware.py); a route without one is labelled by its
-resource's pattern, so methods of one path share its name (aiohttp then keeps them in one resource).
+Routes added to the app later (an embedding app's own pages) go through :func:`add` as well; the app
+refuses to start with a route outside the pipeline (:meth:`Pipeline.check_routes`). Route names label
+the latency metrics; the methods of one path share its name.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from aiohttp import web
 
-from .handlers import account, api, keys, ops, pages, verify
+from .handlers import account, api, keys, ops, pages, static, verify
+from . import appkeys
+from .middleware import Handler
 from .paths import Paths
 
 
-def setup_routes(app: web.Application, paths: Paths, static_dir: str) -> None:
+def add(app: web.Application, method: str, path: str, handler: Handler, route: str, *,
+        cache: str | None = "no-store", authenticate: bool = True) -> None:
+    """Route ``method path`` to ``handler`` inside the request pipeline (GET brings HEAD along).
+
+    ``route`` names it in metrics; ``cache`` is its ``Cache-Control`` (None: the handler's own);
+    ``authenticate=False`` leaves the access cookie unread (no user: public data, probes).
+    """
+    wrapped = app[appkeys.pipeline].wrap(handler, route=route, cache=cache, authenticate=authenticate)
+    if method == "GET":
+        app.router.add_get(path, wrapped)
+    else:
+        app.router.add_route(method, path, wrapped)
+
+
+def setup_routes(app: web.Application, paths: Paths, static_dir: Path) -> None:
     p = paths.prefix
-    app.router.add_get(paths.home, pages.home, name="home")
-    app.router.add_get(paths.login, pages.login_form, name="login")
-    app.router.add_post(paths.login, pages.login, name="login")
-    app.router.add_post(paths.logout, pages.logout, name="logout")
-    app.router.add_get(paths.refresh, api.refresh, name="refresh")
-    for method in ("POST", "PUT", "PATCH", "DELETE"):  # the hop replays the original method here
-        app.router.add_route(method, paths.refresh, api.refresh, name="refresh")
-    app.router.add_get(paths.verify, verify.verify, name="verify")
-    app.router.add_get(p + "/api/me", api.me, name="me")
-    app.router.add_get(paths.account, account.page, name="account")
-    app.router.add_post(paths.account + "/sessions/{session_id}/revoke", account.revoke, name="revoke")
-    app.router.add_post(paths.account + "/sessions/revoke-all", account.revoke_all, name="revoke_all")
-    app.router.add_post(paths.account + "/password", account.change_password, name="password")
-    app.router.add_get(p + "/api/sessions", account.list_sessions, name="sessions")
-    app.router.add_delete(p + "/api/sessions/{session_id}", account.revoke)
-    app.router.add_delete(p + "/api/sessions", account.revoke_all)
-    app.router.add_post(p + "/api/password", account.change_password)
-    app.router.add_get(paths.jwks, keys.jwks, name="jwks")
-    app.router.add_get(paths.healthz, ops.healthz, name="healthz")
-    app.router.add_get(paths.readyz, ops.readyz, name="readyz")
-    app.router.add_get(paths.metrics, ops.metrics, name="metrics")  # operators only: keep it off the public proxy
-    app.router.add_static(paths.static, static_dir, name="static")
+    route = functools.partial(add, app)
+    route("GET", paths.home, pages.home, "home")
+    route("GET", paths.login, pages.login_form, "login")
+    route("POST", paths.login, pages.login, "login")
+    route("POST", paths.logout, pages.logout, "logout")
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):  # the hop replays the original method here
+        route(method, paths.refresh, api.refresh, "refresh")
+    route("GET", paths.verify, verify.verify, "verify")
+    route("GET", p + "/api/me", api.me, "me")
+    route("GET", paths.account, account.page, "account")
+    route("POST", paths.account + "/sessions/{session_id}/revoke", account.revoke, "revoke")
+    route("POST", paths.account + "/sessions/revoke-all", account.revoke_all, "revoke_all")
+    route("POST", paths.account + "/password", account.change_password, "password")
+    route("GET", p + "/api/sessions", account.list_sessions, "sessions")
+    route("DELETE", p + "/api/sessions/{session_id}", account.revoke, "revoke")
+    route("DELETE", p + "/api/sessions", account.revoke_all, "revoke_all")
+    route("POST", p + "/api/password", account.change_password, "password")
+    # Public data: caches may keep the keys a while. Verifiers fetch again on meeting an unknown kid.
+    route("GET", paths.jwks, keys.jwks, "jwks", cache="public, max-age=300", authenticate=False)
+    # Probes and scrapers never depend on sessions; /metrics is for operators: keep it off the public proxy.
+    route("GET", paths.healthz, ops.healthz, "healthz", authenticate=False)
+    route("GET", paths.readyz, ops.readyz, "readyz", authenticate=False)
+    route("GET", paths.metrics, ops.metrics, "metrics", authenticate=False)
+    route("GET", paths.static + "/{name}", static.files(static_dir), "static", cache=None, authenticate=False)
+    # Tried last whatever is added later: 404 and 405 answers get the pipeline's headers too.
+    route("*", "/{path:.*}", unmatched, "unmatched", authenticate=False)
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """404, or 405 with ``Allow`` when another method of this path has a route."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from . import redis_url
 from .errors import SettingsError
 
 ENV_PREFIX = "SERVICE__"
@@ -59,6 +60,7 @@ class RedisSettings:
     key_prefix: str = "sess:"
     timeout: Duration = Duration(2.0)
     outage: Outage = "fail-closed"
+    replica_acks: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +237,24 @@ def validate(settings: Settings) -> Settings:
     for prefix in settings.server.protected_prefixes.split(","):
         _path_setting("server.protected_prefixes", prefix.strip(), allow_empty=True)
     _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
+    _redis(settings.redis)
     return settings
+
+
+def _redis(settings: RedisSettings) -> None:
+    """The URL names a server, a Sentinel-watched primary or a Cluster; replica acks need replicas to ask."""
+    target = None
+    if settings.url:
+        try:
+            target = redis_url.parse(settings.url)
+        except ValueError as exc:
+            raise SettingsError("redis.url", str(exc)) from None
+    if not 0 <= settings.replica_acks <= 16:
+        raise SettingsError("redis.replica_acks", f"{settings.replica_acks} is not between 0 and 16")
+    if settings.replica_acks and target is None:
+        raise SettingsError("redis.replica_acks", "the embedded Redis (redis.url empty) has no replicas")
+    if settings.replica_acks and target is not None and target.kind == "cluster":
+        raise SettingsError("redis.replica_acks", "is not supported with redis+cluster:// (use 0)")
 
 
 def _networks(key: str, value: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -48,7 +49,7 @@ class TokenCodec:
 
     def __init__(self, settings: TokenSettings, ring: KeyRing | KeyDirectory, clock: Clock) -> None:
         self._settings = settings
-        self._keys = ring
+        self._ring: Callable[[], KeyRing] = ring.rescan if isinstance(ring, KeyDirectory) else lambda: ring
         self._clock = clock
         # Tokens whose signature and claims were verified, by their exact text: a browser sends the
         # same token for minutes, and the signature check is most of the cost of a request. Only
@@ -57,9 +58,7 @@ class TokenCodec:
         self._verified: dict[str, AccessClaims] = {}
         self._verified_ring: KeyRing | None = None
         self._verified_kids: frozenset[str] = frozenset()
-
-    def _ring(self) -> KeyRing:
-        return self._keys if isinstance(self._keys, KeyRing) else self._keys.rescan()
+        self._leeway = settings.leeway
 
     def mint(self, *, user_id: str, session_id: str, username: str, not_after: float) -> AccessClaims:
         """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``."""
@@ -88,10 +87,12 @@ class TokenCodec:
             TokenExpired: authentic but past ``exp`` (the claims ride on the exception).
             TokenError: anything else wrong with it.
         """
-        self._follow_ring()
+        ring = self._ring()
+        if ring is not self._verified_ring:
+            self._follow(ring)
         claims = self._verified.get(token)
-        if claims is not None:
-            if claims.expires_at <= self._clock() - self._settings.leeway:
+        if claims is not None:  # the hot path: a token seen before
+            if claims.expires_at <= self._clock() - self._leeway:
                 raise TokenExpired(claims)
             return claims
         if len(token) > MAX_TOKEN_LENGTH or not _FORMAT.match(token):
@@ -120,10 +121,7 @@ class TokenCodec:
             del self._verified[next(iter(self._verified))]
         return claims
 
-    def _follow_ring(self) -> None:
-        ring = self._ring()
-        if ring is self._verified_ring:
-            return
+    def _follow(self, ring: KeyRing) -> None:
         kids = frozenset(key.kid for key in ring.keys)
         if kids != self._verified_kids:
             self._verified.clear()

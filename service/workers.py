@@ -1,7 +1,7 @@
 """Several worker processes on one port (SO_REUSEPORT), supervised by a parent that owns the embedded Redis.
 
 The parent creates the secret keys once (so workers never race to generate them), starts the
-embedded redis-server when ``redis.url`` is empty, and runs ``python -m service serve --reuse-port``
+embedded redis-server when ``redis.url`` is empty (and restarts it should it die), and runs ``python -m service serve --reuse-port``
 N times with ``SERVICE__REDIS__URL`` pointing every worker at that one server. A worker that dies is
 started again; SIGTERM or SIGINT is passed on to every worker, and the parent waits for them
 (``server.shutdown_timeout``) before it stops Redis and exits.
@@ -39,9 +39,14 @@ async def supervise(settings: Settings, settings_path: Path | None, *, host: str
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    keeper = asyncio.create_task(embedded.keep_alive()) if embedded is not None else None
     try:
         await asyncio.gather(*(_keep_running(command, env, stopping, settings) for _ in range(count)))
     finally:
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         if embedded is not None:
             await embedded.stop()
     return 0

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from conftest import cookie, csrf_token, jar_snapshot, login, set_cookies, with_value
+from service import routes
 from service.app import create_app
 from service.middleware import require_user
 
@@ -56,10 +57,10 @@ class Probe:
         return web.json_response({"applied": len(self.applied), "user": user.username})
 
     def install(self, app: web.Application) -> None:
-        app.router.add_get("/probe/page", self.handle)
-        app.router.add_post("/probe/form", self.handle)
-        app.router.add_post("/probe/json", self.handle)
-        app.router.add_post("/probe/multipart", self.handle_form)
+        routes.add(app, "GET", "/probe/page", self.handle, "probe")
+        routes.add(app, "POST", "/probe/form", self.handle, "probe")
+        routes.add(app, "POST", "/probe/json", self.handle, "probe")
+        routes.add(app, "POST", "/probe/multipart", self.handle_form, "probe")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 from conftest import PASSWORD, cookie, csrf_token, form_login, jar_snapshot, login, set_cookies, with_value
+from service import routes
 from service.app import create_app
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
@@ -79,7 +80,7 @@ async def test_samesite_strict_is_applied_to_both_cookies(make_settings, make_cl
 async def test_refresh_cookie_is_sent_only_below_the_refresh_prefix(settings, clock, make_client, make_user):
     app = create_app(settings, clock=clock)
     for path in ECHO_PATHS:
-        app.router.add_get(path, echo_cookie_names)
+        routes.add(app, "GET", path, echo_cookie_names, "echo")
     client = await make_client(app)
     await make_user()
     await login(client)

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
+from service import routes
 from service.app import create_app
 from service.clock import SettableClock
 from service.middleware import csrf_token, require_user
@@ -116,8 +117,8 @@ async def service(aiohttp_server: Any, settings: Settings, clock: SettableClock,
                        "body": await request.text()})
         return web.json_response({"user": user.username, "calls": len(echoed)})
 
-    app.router.add_get("/test/form", form)
-    app.router.add_post("/test/echo", echo)
+    routes.add(app, "GET", "/test/form", form, "form")
+    routes.add(app, "POST", "/test/echo", echo, "echo")
     server = await aiohttp_server(app, host="127.0.0.1")
     await make_user("Alice")
     return Service(base=f"http://127.0.0.1:{server.port}", clock=clock, settings=settings, echoed=echoed)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from conftest import (PASSWORD, cookie, csrf_token, form_login, hidden_field, jar_snapshot, login, login_token,
                       set_cookies)
+from service import routes
 from service.app import create_app
 from service.middleware import require_user
 
@@ -133,7 +134,7 @@ class Site:
 async def site(settings, clock, make_client, make_user, redis_client, authenticator, browser) -> Site:
     site = Site(redis_client, settings.redis.key_prefix, authenticator)
     app = create_app(settings, clock=clock)
-    app.router.add_post("/probe", site.probe)
+    routes.add(app, "POST", "/probe", site.probe, "probe")
     await make_user("alice")
     await make_user("mallory")
     site.victim = await make_client(app)

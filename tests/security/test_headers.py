@@ -133,6 +133,7 @@ def assert_security_headers(response: Any, *, hsts: bool = True) -> None:
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy.get("object-src") == ["'none'"]
     assert headers.getall("X-Content-Type-Options") == ["nosniff"]
+    assert headers.getall("Cross-Origin-Opener-Policy") == ["same-origin"]  # ASVS 5.0 3.4.8
     assert headers.getall("Referrer-Policy")[0] in REFERRER_POLICIES
     if hsts:
         value = headers.getall("Strict-Transport-Security")

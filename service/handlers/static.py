@@ -1,0 +1,25 @@
+"""Static files: only the files that were in the static directory at start, looked up by name.
+
+An allow-list, not a path join: no request path, encoded or not, can reach outside the directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from ..middleware import Handler
+
+
+def files(directory: Path) -> Handler:
+    """The handler for ``<static>/{name}``; conditional GET and ranges come with ``FileResponse``."""
+    served = {path.name: path for path in directory.iterdir() if path.is_file()}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = served.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    return serve
