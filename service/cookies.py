@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .auth import Issued
 from .clock import Clock
@@ -48,7 +48,7 @@ class CookiePolicy:
     def read_access(self, request: web.BaseRequest) -> str | None:
         """Read on every request, so without parsing every cookie (``request.cookies`` builds a
         SimpleCookie: about a third of a request's cost). Same answer: the last one of that name."""
-        header = request.headers.get("Cookie")
+        header = request.headers.get(hdrs.COOKIE)
         if not header:
             return None
         value = self._seen.get(header)

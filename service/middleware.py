@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from . import appkeys
 from .auth import Authenticator
@@ -42,6 +42,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})
 _NO_SIDE_EFFECTS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _ANONYMOUS = appkeys.AuthState()
+_REQUEST_ID = istr("X-Request-ID")  # istr: looked up and set on every request
 
 
 def require_user(request: web.Request) -> AccessClaims:
@@ -91,7 +92,7 @@ class Pipeline:
         observe = metrics.route(route)
 
         async def pipeline(request: web.Request) -> web.StreamResponse:
-            request_id = request_id_from(request.headers.get("X-Request-ID"))
+            request_id = request_id_from(request.headers.get(_REQUEST_ID))
             context = current_request_id.set(request_id)
             started = time.perf_counter()
             response: web.StreamResponse
@@ -111,7 +112,7 @@ class Pipeline:
                 response = await handler(request)
             except web.HTTPException as exc:  # aiohttp answers it; it still gets the headers
                 exc.headers.extend(headers)
-                exc.headers["X-Request-ID"] = request_id
+                exc.headers[_REQUEST_ID] = request_id
                 observe(request.method, exc.status, time.perf_counter() - started)
                 raise
             except Exception as exc:  # noqa: BLE001 - every error gets its answer from the table
@@ -123,7 +124,7 @@ class Pipeline:
                 current_request_id.reset(context)
             if not response.prepared:  # handlers return their answers; none prepares (streams) its own
                 response.headers.extend(headers)
-                response.headers["X-Request-ID"] = request_id
+                response.headers[_REQUEST_ID] = request_id
             observe(request.method, response.status, time.perf_counter() - started)
             return response
 
