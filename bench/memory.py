@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
     print(f"{count} sessions (rotated once each, 2 per user, Chrome user agent): "
           f"{per_session:.0f} bytes of Redis memory per session (target <= 400)")
     return 0 if per_session <= 400 else 1
