@@ -154,18 +154,16 @@ class Authenticator:
             StoreUnavailable: Redis cannot say whether the session lives, and ``redis.outage`` is
                 ``fail-closed``; never a verdict, so the caller keeps the cookies.
         """
-        claims = self.authenticate_known(access)
-        if claims is not None:
-            return claims
-        claims = self._codec.verify(access)
-        try:
-            live = await self.liveness.is_live(claims.user_id, claims.session_id)
-        except StoreUnavailable:
-            if self._outage != "serve-valid-tokens":
-                raise
-            # redis.outage = serve-valid-tokens: signature and exp vouch for the token meanwhile. Not
-            # logged per request (an outage would flood the log); the lost revocation channel is.
-            return claims
+        claims, live = self._check(access)
+        if live is None:
+            try:
+                live = await self.liveness.is_live(claims.user_id, claims.session_id)
+            except StoreUnavailable:
+                if self._outage != "serve-valid-tokens":
+                    raise
+                # redis.outage = serve-valid-tokens: signature and exp vouch for the token meanwhile. Not
+                # logged per request (an outage would flood the log); the lost revocation channel is.
+                return claims
         if not live:
             raise AuthenticationRequired("session ended")
         return claims
@@ -173,11 +171,15 @@ class Authenticator:
     def authenticate_known(self, access: str) -> AccessClaims | None:
         """:meth:`authenticate` without Redis, so not a coroutine (it runs on every request): the
         claims if this instance knows the session lives, None if only Redis can tell. Raises the same."""
-        claims = self._codec.verify(access)
-        live = self.liveness.known(claims.user_id, claims.session_id)
+        claims, live = self._check(access)
         if live is False:
             raise AuthenticationRequired("session ended")
         return claims if live else None
+
+    def _check(self, access: str) -> tuple[AccessClaims, bool | None]:
+        """The verified claims, and whether the local view knows the session lives (None: ask Redis)."""
+        claims = self._codec.verify(access)
+        return claims, self.liveness.known(claims.user_id, claims.session_id)
 
     async def logout(self, claims: AccessClaims) -> None:
         ended = await self.sessions.revoke(claims.user_id, claims.session_id)

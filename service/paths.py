@@ -29,7 +29,6 @@ class Paths:
         self.healthz = self.prefix + "/healthz"
         self.readyz = self.prefix + "/readyz"
         self.metrics = self.prefix + "/metrics"
-        # Answered without looking at cookies: probes and scrapers must not depend on Redis sessions.
         self.verify = self.prefix + "/auth/verify"
         # Other apps on this origin behind nginx auth_request: ``next`` may return there too.
         self.protected = tuple(p for p in (p.strip() for p in settings.server.protected_prefixes.split(",")) if p)
