@@ -1,28 +1,60 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
 # make bench: load a bare handler and the service with wrk over loopback (needs /usr/bin/wrk: apt-get install wrk);
 # prints a table and writes bench/results.json. A few minutes.
+# make lock: regenerate requirements/*.txt from pyproject.toml. make test-latest: the suite against the newest
+# releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+# The lock tool itself, pinned so that `make lock` is repeatable.
+PIP_TOOLS := pip-tools==7.7.0 pip==26.3
+COMPILE = $(LOCKER)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--build-deps-for wheel --no-emit-index-url --no-emit-find-links
+LOCKER := .venv-lock
+LATEST := .venv-latest
 
-.PHONY: run test bench user clean
+.PHONY: run test bench lock test-latest clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-run: $(STAMP)
+# Each stamp records which lock the virtualenv holds; the project itself goes in editable, without
+# build isolation, so its build backend (setuptools) also comes from the lock.
+$(VENV)/.runtime: $(RUNTIME_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(RUNTIME_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: $(VENV)/.runtime
 	$(BIN)/python -m service
 
-test: $(STAMP)
+test: $(VENV)/.dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py
 
+lock:
+	test -x $(LOCKER)/bin/pip-compile || ($(PYTHON) -m venv $(LOCKER) && $(LOCKER)/bin/pip install --quiet $(PIP_TOOLS))
+	$(COMPILE) --upgrade -o $(RUNTIME_LOCK) pyproject.toml
+	$(COMPILE) --upgrade --extra test -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
+
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --upgrade pip
+	$(LATEST)/bin/pip install --quiet --upgrade -e '.[test]'
+	$(LATEST)/bin/pip list --format=freeze
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest
+
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(LOCKER) $(LATEST) *.egg-info

@@ -145,7 +145,7 @@ class _Sentinel(Sentinel):
     """
 
     def __init__(self, sentinels: Sequence[tuple[str, int]], **kwargs: Any) -> None:
-        super().__init__(sentinels, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(sentinels, **kwargs)
         self._discovering = asyncio.Lock()
 
     async def discover_master(self, service_name: str) -> Any:
