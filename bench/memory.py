@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from service.clock import system_clock
-from service.devices import describe
-from service.embedded import find_redis_server
-from service.refresh import RefreshTokens
-from service.sessions import SessionStore
+from service.core.devices import describe
+from service.storage.embedded import find_redis_server
+from service.core.refresh_tokens import RefreshTokens
+from service.storage.sessions import SessionStore
 from service.settings import RedisSettings, SessionSettings
-from service.store import KeySpace, connect
+from service.storage.client import KeySpace, connect
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
           "Chrome/150.0.0.0 Safari/537.36")

@@ -1,3 +1,5 @@
+"""``python -m service``: the same command line as the ``cookie-session-service`` script."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
-"""The command line: ``python -m service [--settings FILE] [serve | users ... | keys ...]``; the only argv parser."""
+"""The command line: ``cookie-session-service`` (or ``python -m service``) ``[--settings FILE] [serve | users ...
+| keys ...]``; the only argv parser."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import keyring, logs
+from . import __version__, logs
 from . import settings as settings_module
-from .app import build_authenticator, create_app, open_redis
-from .auth import Authenticator
 from .clock import system_clock
+from .core import keyring
+from .core.auth import Authenticator
 from .errors import ServiceError, SettingsError, UserError
 from .settings import Settings
+from .web.app import build_authenticator, create_app, open_redis
 from .workers import supervise
 
 DEFAULT_SETTINGS = Path("settings.toml")
+# How the user called us, for --help and hints: the console script, or the module.
+PROG = "python -m service" if Path(sys.argv[0]).name == "__main__.py" else Path(sys.argv[0]).name
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (the console script passes none: ``sys.argv`` then)."""
     args = _parser().parse_args(argv)
     try:
         path = args.settings or (DEFAULT_SETTINGS if DEFAULT_SETTINGS.exists() else None)
@@ -43,10 +48,14 @@ def main(argv: list[str]) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a data directory we may not write, a settings file we may not read
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service", description="Cookie sessions over JWT.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Cookie sessions over JWT.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--settings", type=Path, help="settings file (default: ./settings.toml if present)")
     parser.add_argument("--workers", type=_count, default=0, help="worker processes sharing the port (default 1)")
     commands = parser.add_subparsers(dest="command")
@@ -98,10 +107,11 @@ def _serve(settings: Settings, path: Path | None, *, host: str | None, port: int
     if workers > 1:
         print(f"serving on http://{host}:{port}{settings.server.url_prefix}/ with {workers} workers", flush=True)
         return asyncio.run(supervise(settings, path, host=host, port=port, count=workers))
+    app = create_app(settings)  # a missing template directory or key file is not a bind failure
     try:
         # SIGTERM: stop listening, let in-flight requests finish within server.shutdown_timeout, then
         # the cleanup contexts close Redis and stop the embedded server; run_app returns and we exit 0.
-        web.run_app(create_app(settings), host=host, port=port, access_log=None, reuse_port=reuse_port or None,
+        web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None,
                     shutdown_timeout=settings.server.shutdown_timeout,
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
     except OSError as exc:  # the address is taken or not ours: one line, not a traceback

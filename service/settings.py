@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from . import redis_url
 from .errors import SettingsError
+from .storage import url as redis_url
 
 ENV_PREFIX = "SERVICE__"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

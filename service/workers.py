@@ -17,9 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .app import prepare_keys
-from .embedded import EmbeddedRedis
 from .settings import Settings
+from .storage.embedded import EmbeddedRedis
+from .web.app import prepare_keys
 
 log = logging.getLogger("service")
 RESTART_DELAY = 1.0

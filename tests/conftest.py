@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from service import settings as settings_module
-from service.app import build_authenticator, create_app
+from service.web.app import build_authenticator, create_app
 from service.clock import SettableClock
-from service.embedded import die_with_parent, find_redis_server
+from service.storage.embedded import die_with_parent, find_redis_server
 from service.settings import Settings
-from service.store import connect
+from service.storage.client import connect
 
 PASSWORD = "correct horse battery staple"
 

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 
 from conftest import cookie, csrf_token, jar_snapshot, login, set_cookies, with_value
-from service import routes
-from service.app import create_app
-from service.middleware import require_user
+from service.web import routes
+from service.web.app import create_app
+from service.web.pipeline import require_user
 
 ACCESS_TTL = 30
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Accept": "text/html,*/*;q=0.8"}

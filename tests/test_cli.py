@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from service import settings as settings_module
-from service.app import build_authenticator
-from service.auth import Authenticator, Client
+from service.web.app import build_authenticator
+from service.core.auth import Authenticator, Client
 from service.clock import system_clock
-from service.embedded import EmbeddedRedis
+from service.storage.embedded import EmbeddedRedis
 from service.errors import CredentialsError
-from service.store import connect
+from service.storage.client import connect
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long pass phrase"

@@ -20,10 +20,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from service import keyring
+from service.core import keyring
 from service.clock import SettableClock
 from service.settings import Algorithm, TokenSettings
-from service.tokens import TokenCodec
+from service.core.access_tokens import TokenCodec
 
 SUFFIX = {"EdDSA": ".ed25519.pem", "ES256": ".p256.pem", "HS256": ".hs256"}
 

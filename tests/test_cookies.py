@@ -6,8 +6,8 @@ import pytest
 from aiohttp import web
 
 from conftest import PASSWORD, cookie, csrf_token, form_login, jar_snapshot, login, set_cookies, with_value
-from service import routes
-from service.app import create_app
+from service.web import routes
+from service.web.app import create_app
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
 ECHO_PATHS = ["/api/echo-cookies", "/echo-cookies", "/authority/echo-cookies", "/auth/echo-cookies"]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from service.embedded import EmbeddedRedis, find_redis_server
+from service.storage.embedded import EmbeddedRedis, find_redis_server
 from service.errors import SettingsError, StoreUnavailable
 
 

@@ -1,5 +1,5 @@
-"""The core knows nothing of HTTP: token, key, session, password, user and settings logic never imports
-aiohttp or jinja2, directly or through another service module."""
+"""The package's folders are its design: imports only go down, web → core → storage → leaves, and
+nothing under core/ or storage/ imports aiohttp or jinja2, directly or through another module."""
 
 from __future__ import annotations
 
@@ -11,72 +11,99 @@ from pathlib import Path
 import pytest
 
 SERVICE = Path(__file__).resolve().parent.parent / "service"
-CORE = ("tokens", "keyring", "refresh", "sessions", "users", "passwords", "auth", "settings", "errors",
-        "store", "clock", "throttle")
-WEB = ("aiohttp", "aiohttp_jinja2", "jinja2", "multidict", "yarl")
+WEB_LIBRARIES = {"aiohttp", "aiohttp_jinja2", "jinja2", "multidict", "yarl"}
+# What each layer may import of the service; the entry points (cli, workers, the package's own
+# __init__ and __main__) sit above them all and may import anything.
+LEAVES = {"settings", "errors", "clock", "logs", "metrics"}
+ALLOWED = {
+    "web": {"web", "core", "storage"} | LEAVES,
+    "core": {"core", "storage"} | LEAVES,
+    "storage": {"storage"} | LEAVES,
+    "leaf": LEAVES | {"storage.url"},  # settings checks redis.url with the parser, a module with no imports of ours
+}
+ENTRY_POINTS = {"service", "service.cli", "service.workers", "service.__main__"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SERVICE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(SERVICE.rglob("*.py"))}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ("web", "core", "storage") else "leaf"
 
 
 def imports_of(module: str) -> tuple[set[str], set[str]]:
-    """(top-level third-party or stdlib packages, sibling service modules) imported by ``module``."""
-    tree = ast.parse((SERVICE / f"{module}.py").read_text(encoding="utf-8"))
-    packages: set[str] = set()
-    siblings: set[str] = set()
-    for node in ast.walk(tree):
+    """(top-level outside packages, service modules as ``service.x.y``) that ``module`` imports."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    outside: set[str] = set()
+    ours: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == "service":
-                    siblings.add(alias.name.split(".")[1] if "." in alias.name else "__init__")
-                else:
-                    packages.add(alias.name.split(".")[0])
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module:
-                if node.module.split(".")[0] == "service":
-                    parts = node.module.split(".")
-                    siblings.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
-                else:
-                    packages.add(node.module.split(".")[0])
-            elif node.level == 1:
-                siblings.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
-            else:
-                raise AssertionError(f"service/{module}.py imports from outside its package level")
-    return packages, siblings
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import mod` imports a module when pkg.mod is one
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            (ours if name.split(".")[0] == "service" else outside).add(name if name.startswith("service")
+                                                                        else name.split(".")[0])
+    return outside, {name for name in ours if name in MODULES}
 
 
-def closure(module: str) -> set[str]:
-    """Every service module ``module`` imports, directly or through others."""
+def reached(module: str) -> set[str]:
     seen: set[str] = set()
     todo = [module]
     while todo:
         current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(imports_of(current)[1])
+        if current not in seen:
+            seen.add(current)
+            todo.extend(imports_of(current)[1])
     return seen
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_module_imports_no_web_library(module: str) -> None:
-    packages, _ = imports_of(module)
-    assert packages.isdisjoint(WEB), f"service/{module}.py imports {sorted(packages & set(WEB))}"
+LOWER = sorted(m for m in MODULES if layer(m) in ("core", "storage"))
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_module_reaches_no_web_library_through_other_modules(module: str) -> None:
-    for reached in sorted(closure(module)):
-        packages, _ = imports_of(reached)
-        assert packages.isdisjoint(WEB), f"service/{module}.py reaches {reached}.py, which imports web code"
+@pytest.mark.parametrize("module", LOWER)
+def test_core_and_storage_reach_no_web_library(module: str) -> None:
+    for other in sorted(reached(module)):
+        web = imports_of(other)[0] & WEB_LIBRARIES
+        assert not web, f"{module} reaches {other}, which imports {sorted(web)}"
 
 
-def test_core_modules_all_exist() -> None:
-    assert all((SERVICE / f"{module}.py").is_file() for module in CORE)
+@pytest.mark.parametrize("module", sorted(set(MODULES) - ENTRY_POINTS))
+def test_imports_only_go_down(module: str) -> None:
+    allowed = ALLOWED[layer(module)]
+    for other in imports_of(module)[1]:
+        if other == "service":
+            raise AssertionError(f"{module} imports the package's public face; import the module itself")
+        rest = other.split(".", 1)[1]
+        assert rest in allowed or rest.split(".")[0] in allowed, f"{module} ({layer(module)}) imports {other}"
 
 
-def test_importing_the_core_loads_no_web_library() -> None:
-    """The same, as Python sees it: a fresh interpreter imports the core and finds no aiohttp loaded."""
+def test_the_layers_exist() -> None:
+    """Guards the tests above against passing on an empty or renamed tree."""
+    assert {layer(m) for m in LOWER} == {"core", "storage"} and len(LOWER) >= 12
+    assert "service.web.pipeline" in MODULES and "service.core.auth" in MODULES
+
+
+def test_importing_core_and_storage_loads_no_web_library() -> None:
+    """The same, as Python sees it: a fresh interpreter imports them all and finds no aiohttp loaded,
+    which also holds the package's public face (``service/__init__``) to importing aiohttp lazily."""
     code = ("import sys\n"
-            f"for name in {CORE!r}: __import__('service.' + name)\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {WEB!r}))\n")
+            f"for name in {LOWER!r}: __import__(name)\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(WEB_LIBRARIES)!r}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=SERVICE.parent)
     assert result.returncode == 0, result.stderr

@@ -18,8 +18,8 @@ import redis as sync_redis
 from aiohttp.test_utils import TestClient
 
 from conftest import NAVIGATE, jar_snapshot, login, set_cookies
-from service import appkeys
-from service.embedded import find_redis_server
+from service.web import appkeys
+from service.storage.embedded import find_redis_server
 from service.settings import Settings
 
 JSON = {"Accept": "application/json"}
@@ -92,9 +92,9 @@ async def redis_goes_away(client: TestClient, own_redis: StoppableRedis) -> None
     """Stop Redis and wait (bounded) until the service has noticed: its revocation channel is deaf,
     so no session check is answered from memory any more."""
     own_redis.stop()
-    liveness = client.server.app[appkeys.authenticator].liveness
+    view = client.server.app[appkeys.authenticator].revocations
     deadline = time.monotonic() + WAIT
-    while liveness.subscribed:
+    while view.subscribed:
         assert time.monotonic() < deadline, "the revocation channel did not notice Redis going away"
         await asyncio.sleep(0.02)
 

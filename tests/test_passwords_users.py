@@ -10,14 +10,14 @@ import argon2
 import pytest
 
 from conftest import CHEAP_PASSWORDS, PASSWORD
-from service.app import build_authenticator
-from service.auth import Authenticator, Client
+from service.web.app import build_authenticator
+from service.core.auth import Authenticator, Client
 from service.clock import SettableClock
 from service.errors import CredentialsError, InvalidInput, RefreshFailed, UserError
-from service.passwords import MAX_PASSWORD_LENGTH, Passwords
+from service.core.passwords import MAX_PASSWORD_LENGTH, Passwords
 from service.settings import PasswordSettings, Settings
-from service.store import Redis
-from service.users import check_name
+from service.storage.client import Redis
+from service.storage.users import check_name
 
 CLIENT = Client(user_agent="pytest", ip="127.0.0.1")
 CHEAP = PasswordSettings(**CHEAP_PASSWORDS)
@@ -224,7 +224,7 @@ async def test_disabled_user_cannot_refresh(make_user: Any, auth: Authenticator)
     issued = await auth.login("alice", PASSWORD, CLIENT)
     await auth.users.set_disabled(user.id, True)
     with pytest.raises(RefreshFailed):
-        await auth.refresh(issued.refresh)
+        await auth.rotate(issued.refresh)
 
 
 async def test_overlong_password_is_refused_without_hashing_it_all(make_user: Any, auth: Authenticator) -> None:

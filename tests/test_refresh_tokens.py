@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from service import keyring
+from service.core import keyring
 from service.errors import RefreshFailed, SettingsError
-from service.refresh import MAX_LENGTH, RefreshToken, RefreshTokens
+from service.core.refresh_tokens import MAX_LENGTH, RefreshToken, RefreshTokens
 
 KEY = secrets.token_bytes(32)
 

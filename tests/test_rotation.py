@@ -11,8 +11,8 @@ import hashlib
 import pytest
 
 from conftest import cookie, jar_snapshot, login, with_value
-from service.app import create_app
-from service.store import KeySpace
+from service.web.app import create_app
+from service.storage.client import KeySpace
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}

@@ -10,9 +10,9 @@ import secrets
 import pytest
 
 from service.errors import RefreshFailed
-from service.refresh import RefreshToken, RefreshTokens
-from service.sessions import SessionStore
-from service.store import KeySpace
+from service.core.refresh_tokens import RefreshToken, RefreshTokens
+from service.storage.sessions import SessionStore
+from service.storage.client import KeySpace
 
 MINUTE = 60
 SLACK = 60  # seconds Redis keeps a user's sessions past their latest deadline

@@ -6,7 +6,7 @@ import pytest
 
 from service import settings as settings_module
 from service.errors import SettingsError, Throttled
-from service.throttle import client_bucket, username_digest
+from service.storage.throttle import client_bucket, username_digest
 
 
 def test_defaults_are_five_per_user_and_twenty_per_ip_in_fifteen_minutes() -> None:

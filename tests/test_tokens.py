@@ -20,12 +20,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from service import keyring
+from service.core import keyring
 from service.clock import SettableClock
 from service.errors import SettingsError, TokenError, TokenExpired
-from service.keyring import KeyRing
+from service.core.keyring import KeyRing
 from service.settings import TokenSettings
-from service.tokens import MAX_TOKEN_LENGTH, TOKEN_TYPE, AccessClaims, TokenCodec
+from service.core.access_tokens import MAX_TOKEN_LENGTH, TOKEN_TYPE, AccessClaims, TokenCodec
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
 ASYMMETRIC = ("EdDSA", "ES256", "RS256")

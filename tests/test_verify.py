@@ -10,7 +10,7 @@ import pytest
 
 from conftest import login, set_cookies
 from service.errors import SettingsError
-from service.paths import Paths
+from service.web.paths import Paths
 
 SSO_APP = {"url_prefix": "/sso", "protected_prefixes": "/app, /tools/admin"}
 

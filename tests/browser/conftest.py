@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-from service import routes
-from service.app import create_app
+from service.web import routes
+from service.web.app import create_app
 from service.clock import SettableClock
-from service.middleware import csrf_token, require_user
+from service.web.pipeline import csrf_token, require_user
 from service.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")

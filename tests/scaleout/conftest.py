@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from service.embedded import die_with_parent, find_redis_server
+from service.storage.embedded import die_with_parent, find_redis_server
 from service.settings import Settings
 
 START_TIMEOUT = 20.0  # seconds: the bound on starting a group and on every wait below

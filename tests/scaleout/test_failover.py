@@ -15,8 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import PASSWORD, cookie, set_cookies
-from service import appkeys, liveness
-from service.app import create_app
+from service.web import appkeys
+from service.core import revocations
+from service.web.app import create_app
 from service.settings import Settings
 
 from .conftest import SentinelGroup
@@ -126,9 +127,9 @@ async def test_a_silent_primary_cannot_leave_a_revoked_session_honoured(
     await make_user()
     one = await make_client(create_app(settings, clock=clock))
     two = await make_client(create_app(settings, clock=clock))
-    two_liveness = two.server.app[appkeys.authenticator].liveness
+    two_view = two.server.app[appkeys.authenticator].revocations
     deadline = time.monotonic() + WAIT
-    while not two_liveness.subscribed:
+    while not two_view.subscribed:
         assert time.monotonic() < deadline, "instance two never subscribed"
         await asyncio.sleep(0.02)
     assert await sign_in(one, "alice") == 200
@@ -138,7 +139,7 @@ async def test_a_silent_primary_cannot_leave_a_revoked_session_honoured(
     old = sentinel.primary()
     sentinel.signal(old, signal.SIGSTOP)
     # Two's last heartbeat came back before this, so from then on it is deaf and asks Redis.
-    deaf_by = time.monotonic() + liveness.DEAF_AFTER + 0.1
+    deaf_by = time.monotonic() + revocations.DEAF_AFTER + 0.1
     try:
         await asyncio.to_thread(sentinel.wait_failover, old)
         csrf = await csrf_token_retrying(one)

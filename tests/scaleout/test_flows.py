@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from conftest import CHEAP_PASSWORDS, NAVIGATE, PASSWORD, cookie, login
-from service import appkeys
-from service.app import create_app
+from service.web import appkeys
+from service.web.app import create_app
 from service.settings import Settings
 
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -27,9 +27,9 @@ WAIT = 10.0  # seconds: the bound on every wait below
 
 async def subscribed(client: TestClient) -> None:
     """Wait (bounded) until the instance's revocation channel is live: its own heartbeat came back."""
-    liveness = client.server.app[appkeys.authenticator].liveness
+    view = client.server.app[appkeys.authenticator].revocations
     deadline = time.monotonic() + WAIT
-    while not liveness.subscribed:
+    while not view.subscribed:
         assert time.monotonic() < deadline, "the revocation channel never heard its own heartbeat"
         await asyncio.sleep(0.02)
 

@@ -14,7 +14,7 @@ import pytest
 
 from service import settings as settings_module
 from service.errors import SettingsError
-from service.redis_url import RedisTarget, parse
+from service.storage.url import RedisTarget, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-very-secret"

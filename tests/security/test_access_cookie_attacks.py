@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from conftest import cookie, jar_snapshot, login, raw_exchange, set_cookies, with_value
-from service import keyring
-from service.keyring import KeyRing, SigningKey
+from service.core import keyring
+from service.core.keyring import KeyRing, SigningKey
 from service.settings import Settings
 
 ACCESS = "__Host-access"

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from conftest import (PASSWORD, cookie, csrf_token, form_login, hidden_field, jar_snapshot, login, login_token,
                       set_cookies)
-from service import routes
-from service.app import create_app
-from service.middleware import require_user
+from service.web import routes
+from service.web.app import create_app
+from service.web.pipeline import require_user
 
 NEW_PASSWORD = "a brand new passphrase"
 EVIL = "https://evil.example"

@@ -17,11 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import cookie, jar_snapshot, login, with_value
-from service import keyring
+from service.core import keyring
 from service.clock import SettableClock
-from service.keyring import RELOAD_INTERVAL, KeyRing, SigningKey
+from service.core.keyring import RELOAD_INTERVAL, KeyRing, SigningKey
 from service.settings import Settings
-from service.tokens import TOKEN_TYPE
 
 JSON = {"Accept": "application/json"}
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin", "Accept": "text/html"}

@@ -18,8 +18,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
-from .sessions import SessionStore
-from .store import KeySpace, Redis, pubsub, text, translated
+from ..storage.client import KeySpace, Redis, pubsub, text, translated
+from ..storage.sessions import SessionStore
 
 log = logging.getLogger("service")
 
@@ -29,7 +29,7 @@ _MAX_REMEMBERED = 100_000  # bounded memory: the oldest entries are forgotten fi
 _HEARTBEAT_PREFIX = "heartbeat "
 
 
-class Liveness:
+class RevocationView:
     """Session liveness for the per-request check, with a local view kept by pub/sub."""
 
     def __init__(self, redis: Redis, keys: KeySpace, sessions: SessionStore) -> None:

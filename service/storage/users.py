@@ -11,8 +11,8 @@ import re
 import secrets
 import unicodedata
 
-from .errors import UserError
-from .store import KeySpace, Redis, text, translated
+from ..errors import UserError
+from .client import KeySpace, Redis, text, translated
 
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 

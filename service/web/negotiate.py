@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import Client
-from .errors import InvalidInput
+from ..core.auth import Client
+from ..errors import InvalidInput
 
 
 def wants_html(request: web.BaseRequest) -> bool:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..middleware import Handler
+from ..appkeys import Handler
+
+
+_CODE = {".py", ".pyc"}  # the package marker that ships the directory inside the wheel
 
 
 def files(directory: Path) -> Handler:
     """The handler for ``<static>/{name}``; conditional GET and ranges come with ``FileResponse``."""
-    served = {path.name: path for path in directory.iterdir() if path.is_file()}
+    served = {path.name: path for path in directory.iterdir() if path.is_file() and path.suffix not in _CODE}
 
     async def serve(request: web.Request) -> web.StreamResponse:
         path = served.get(request.match_info["name"])

@@ -11,8 +11,8 @@ import secrets
 import argon2
 import argon2.exceptions
 
-from .errors import InvalidInput
-from .settings import PasswordSettings
+from ..errors import InvalidInput
+from ..settings import PasswordSettings
 
 MAX_PASSWORD_LENGTH = 1024  # SECURITY: bounds hashing cost per request (OWASP Authentication CS)
 

@@ -20,9 +20,9 @@ import ipaddress
 import math
 import secrets
 
-from .errors import Throttled
-from .settings import ThrottleSettings
-from .store import KeySpace, Redis, translated
+from ..errors import Throttled
+from ..settings import ThrottleSettings
+from .client import KeySpace, Redis, translated
 from .users import normalize
 
 # ATTEMPT: take a slot in one sliding window of failed sign-ins, unless the window is full.

@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 
-from .errors import SettingsError, StoreUnavailable
+from ..errors import SettingsError, StoreUnavailable
 
 _SUN_PATH_MAX = 107  # sun_path is 108 bytes with the NUL; redis 6.2 silently truncates a longer path
 _PR_SET_PDEATHSIG = 1

@@ -1,6 +1,6 @@
 """The Authenticator: login, refresh, logout and per-request authentication, with no HTTP in sight.
 
-``refresh`` is the one refresh code path; the refresh endpoint calls it, whether a client asked
+``rotate`` is the one refresh code path; the refresh endpoint calls it, whether a client asked
 for it or the auto-refresh middleware sent the browser there.
 """
 
@@ -9,19 +9,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .clock import Clock
-from .errors import (AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, StoreUnavailable,
-                     Throttled)
+from ..clock import Clock
+from ..errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, StoreUnavailable, Throttled
+from ..metrics import Counts
+from ..settings import Outage
+from ..storage.sessions import SessionStore
+from ..storage.throttle import Attempt, LoginThrottle
+from ..storage.users import User, UserStore
+from .access_tokens import AccessClaims, TokenCodec
 from .devices import describe
-from .liveness import Liveness
-from .metrics import Counts
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
-from .refresh import RefreshTokens
-from .sessions import SessionStore
-from .settings import Outage
-from .throttle import Attempt, LoginThrottle
-from .tokens import AccessClaims, TokenCodec
-from .users import User, UserStore
+from .refresh_tokens import RefreshTokens
+from .revocations import RevocationView
 
 log = logging.getLogger("service.security")
 
@@ -47,14 +46,14 @@ class Client:
 class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
                  codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
-                 liveness: Liveness, clock: Clock, outage: Outage = "fail-closed",
+                 revocations: RevocationView, clock: Clock, outage: Outage = "fail-closed",
                  metrics: Counts | None = None) -> None:
         self.users = users
         self.sessions = sessions
-        self.liveness = liveness
+        self.revocations = revocations
         self.passwords = passwords
         self._codec = codec
-        self._refresh = refresh_tokens
+        self._refresh_tokens = refresh_tokens
         self._throttle = throttle
         self._clock = clock
         self._outage = outage
@@ -105,14 +104,14 @@ class Authenticator:
             raise
 
     async def _start_session(self, user: User, client: Client) -> Issued:
-        token = self._refresh.new(user.id, self.sessions.new_id())
+        token = self._refresh_tokens.new(user.id, self.sessions.new_id())
         deadline = await self.sessions.create(token, now=self._clock(), device=describe(client.user_agent),
                                               ip=client.ip)
         if deadline is None:  # disabled or removed between the password check and now
             raise CredentialsError()
         return self._issue(user.id, token.session_id, user.name, token.value, deadline)
 
-    async def refresh(self, presented: str | None) -> Issued:
+    async def rotate(self, presented: str | None) -> Issued:
         """Exchange a refresh token for a new pair; within the grace window, the same successor.
 
         Raises:
@@ -121,15 +120,15 @@ class Authenticator:
         try:
             if not presented:
                 raise RefreshFailed("missing")
-            token = self._refresh.parse(presented)
+            token = self._refresh_tokens.parse(presented)
         except RefreshFailed as failure:
             self._metrics.refresh(failure.reason)
             raise
-        successor = self._refresh.successor(token)
+        successor = self._refresh_tokens.successor(token)
         try:
             rotation = await self.sessions.rotate(token, successor, now=self._clock())
         except RefreshFailed as failure:  # the session is gone (or was): say so here at once
-            self.liveness.ended(token.user_id, token.session_id)
+            self.revocations.ended(token.user_id, token.session_id)
             self._metrics.refresh(failure.reason)
             event = "refresh_reused" if failure.reason == "reused" else "refresh_failed"
             log.warning(event, extra={"event": event, "reason": failure.reason, "user": token.user_id,
@@ -157,7 +156,7 @@ class Authenticator:
         claims, live = self._check(access)
         if live is None:
             try:
-                live = await self.liveness.is_live(claims.user_id, claims.session_id)
+                live = await self.revocations.is_live(claims.user_id, claims.session_id)
             except StoreUnavailable:
                 if self._outage != "serve-valid-tokens":
                     raise
@@ -179,11 +178,11 @@ class Authenticator:
     def _check(self, access: str) -> tuple[AccessClaims, bool | None]:
         """The verified claims, and whether the local view knows the session lives (None: ask Redis)."""
         claims = self._codec.verify(access)
-        return claims, self.liveness.known(claims.user_id, claims.session_id)
+        return claims, self.revocations.known(claims.user_id, claims.session_id)
 
     async def logout(self, claims: AccessClaims) -> None:
         ended = await self.sessions.revoke(claims.user_id, claims.session_id)
-        self.liveness.ended(claims.user_id, claims.session_id)
+        self.revocations.ended(claims.user_id, claims.session_id)
         if ended:
             self._metrics.revocation("logout")
             log.info("logout", extra={"event": "logout", "user": claims.user_id, "sid": claims.session_id})
@@ -191,7 +190,7 @@ class Authenticator:
     async def logout_everywhere(self, user_id: str, *, keep: str | None = None) -> int:
         ended = await self.sessions.revoke_all(user_id, keep=keep)
         for session_id in ended:
-            self.liveness.ended(user_id, session_id)
+            self.revocations.ended(user_id, session_id)
         self._metrics.revocation("revoke_all", len(ended))
         log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": len(ended)})
         return len(ended)
@@ -199,7 +198,7 @@ class Authenticator:
     async def revoke_session(self, claims: AccessClaims, session_id: str) -> bool:
         """End one of the signed-in user's own sessions; another user's id simply matches nothing."""
         ended = await self.sessions.revoke(claims.user_id, session_id)
-        self.liveness.ended(claims.user_id, session_id)
+        self.revocations.ended(claims.user_id, session_id)
         if ended:
             self._metrics.revocation("revoke")
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})

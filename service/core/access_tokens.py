@@ -14,10 +14,10 @@ from typing import Any
 
 import jwt
 
-from .clock import Clock
-from .errors import TokenError, TokenExpired
+from ..clock import Clock
+from ..errors import TokenError, TokenExpired
+from ..settings import TokenSettings
 from .keyring import KeyDirectory, KeyRing, SigningKey
-from .settings import TokenSettings
 
 TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1: a refresh or ID token can never pass as an access token
 MAX_TOKEN_LENGTH = 4096

@@ -19,9 +19,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
-from . import redis_url
-from .errors import SettingsError, StoreUnavailable
-from .settings import RedisSettings
+from ..errors import SettingsError, StoreUnavailable
+from ..settings import RedisSettings
+from . import url as redis_url
 
 Redis = redis.asyncio.Redis | RedisCluster
 MAX_CONNECTIONS = 64  # per process; Redis answers one command at a time anyway
@@ -186,7 +186,7 @@ class KeySpace:
         return f"{self.prefix}users"
 
     def revocations(self) -> str:
-        """The pub/sub channel on which every revocation is announced (see liveness.py)."""
+        """The pub/sub channel on which every revocation is announced (see core/revocations.py)."""
         return f"{self.prefix}revoked"
 
     def throttle_user(self, name_digest: str) -> str:

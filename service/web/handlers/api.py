@@ -5,14 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import appkeys
-from ..middleware import csrf_token, require_user
+from ..pipeline import csrf_token, require_user
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
     """Rotate the refresh token. With ``next`` (the middleware's hop) or on GET, answer ``307 → next``,
     so the browser replays the original request with fresh cookies; otherwise answer JSON."""
     app = request.app
-    issued = await app[appkeys.authenticator].refresh(app[appkeys.cookies].read_refresh(request))
+    issued = await app[appkeys.authenticator].rotate(app[appkeys.cookies].read_refresh(request))
     if "next" in request.query or request.method == "GET":
         next_path = app[appkeys.paths].safe_next(request.query.get("next"))
         response: web.StreamResponse = web.Response(status=307, headers={"Location": next_path})

@@ -6,8 +6,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from .. import appkeys
-from ..middleware import csrf_token, require_user
 from ..negotiate import client, read_fields, wants_html
+from ..pipeline import csrf_token, require_user
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:

@@ -1,22 +1,30 @@
-"""Every typed key the service stores on the application or on a request, in one place."""
+"""Every typed key the service stores on the application or on a request, in one place, with the types
+they hold that no lower module defines."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 from aiohttp import web
 
-from .auth import Authenticator
+from ..core.access_tokens import AccessClaims
+from ..core.auth import Authenticator
+from ..core.csrf import CsrfTokens
+from ..metrics import Metrics
+from ..settings import Settings
+from ..storage.client import Redis
 from .cookies import CookiePolicy
-from .csrf import CsrfTokens
-from .metrics import Metrics
 from .paths import Paths
-from .settings import Settings
-from .store import Redis
-from .tokens import AccessClaims
 
-if TYPE_CHECKING:  # middleware.py reads the keys below
-    from .middleware import Pipeline
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RouteWrapper(Protocol):
+    """What routes.py needs of the request pipeline (pipeline.py, which reads the keys below)."""
+
+    def wrap(self, handler: Handler, *, route: str, cache: str | None = ..., authenticate: bool = ...) -> Handler:
+        ...
 
 
 class AuthState(NamedTuple):
@@ -33,7 +41,7 @@ cookies = web.AppKey("cookies", CookiePolicy)
 csrf = web.AppKey("csrf", CsrfTokens)
 metrics = web.AppKey("metrics", Metrics)
 paths = web.AppKey("paths", Paths)
-pipeline: web.AppKey[Pipeline] = web.AppKey("pipeline")
+pipeline = web.AppKey("pipeline", RouteWrapper)
 redis: web.AppKey[Redis] = web.AppKey("redis")  # a union (server or Cluster client)
 
 auth_state = web.RequestKey("auth_state", AuthState)

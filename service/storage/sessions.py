@@ -22,7 +22,7 @@ deadline among those left. So an ended session's fields stay only until the user
 touched or expires, and nothing of a user's outlives their last session's deadline by more than that.
 
 Revoking a session deletes its fields and publishes ``"<user id> <session id>"`` on the revocation
-channel in the same script (liveness.py listens); an access token is honoured only while its session
+channel in the same script (core/revocations.py listens); an access token is honoured only while its session
 exists, so revocation reaches every instance at once. A session that merely expires is dropped without
 an announcement, as when it expired through a TTL: short-lived access tokens cover that.
 """
@@ -32,13 +32,12 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from .clock import Clock
-from .errors import RefreshFailed
-from .refresh import RefreshToken
-from .settings import SessionSettings
-from .store import KeySpace, Redis, text, translated
+from ..clock import Clock
+from ..errors import RefreshFailed
+from ..settings import SessionSettings
+from .client import KeySpace, Redis, text, translated
 
 # Redis keeps a user's sessions this much longer than their latest deadline.
 _TTL_SLACK_MS = 60_000
@@ -169,6 +168,18 @@ end
 tidy(KEYS[1], now)
 return ended
 """
+
+
+class RefreshToken(Protocol):
+    """What the store needs of a refresh token (core/refresh_tokens.py mints them): where its session
+    lives and the SHA-256 of its text, of which only a prefix is kept."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
 
 
 @dataclasses.dataclass(frozen=True)

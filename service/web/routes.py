@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .handlers import account, api, keys, ops, pages, static, verify
 from . import appkeys
-from .middleware import Handler
+from .appkeys import Handler
+from .handlers import account, api, jwks, ops, pages, static, verify
 from .paths import Paths
 
 
@@ -53,7 +53,7 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: Path) -> None:
     route("DELETE", p + "/api/sessions", account.revoke_all, "revoke_all")
     route("POST", p + "/api/password", account.change_password, "password")
     # Public data: caches may keep the keys a while. Verifiers fetch again on meeting an unknown kid.
-    route("GET", paths.jwks, keys.jwks, "jwks", cache="public, max-age=300", authenticate=False)
+    route("GET", paths.jwks, jwks.jwks, "jwks", cache="public, max-age=300", authenticate=False)
     # Probes and scrapers never depend on sessions; /metrics is for operators: keep it off the public proxy.
     route("GET", paths.healthz, ops.healthz, "healthz", authenticate=False)
     route("GET", paths.readyz, ops.readyz, "readyz", authenticate=False)

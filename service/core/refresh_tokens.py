@@ -18,7 +18,7 @@ import hmac
 import re
 import secrets
 
-from .errors import RefreshFailed
+from ..errors import RefreshFailed
 
 _PART = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_LENGTH = 256

@@ -10,11 +10,10 @@ import re
 
 from aiohttp import hdrs, web
 
-from .auth import Issued
-from .clock import Clock
+from ..clock import Clock
+from ..core.auth import Issued
+from ..settings import Settings
 from .paths import Paths
-from .settings import Settings
-
 
 _SEEN_HEADERS = 5_000  # Cookie headers remembered ...
 _SEEN_HEADER_LENGTH = 2_048  # ... of at most this many characters: 10 MB at most

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from .settings import Settings
+from ..settings import Settings
 
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 # Once percent-decoded, a space is an ordinary path character (``/docs/My%20File``); the rest is not.

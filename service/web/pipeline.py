@@ -17,25 +17,34 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp_jinja2
 from aiohttp import web
 from multidict import CIMultiDict, istr
 
+from ..core.access_tokens import AccessClaims
+from ..core.auth import Authenticator
+from ..core.csrf import FIELD, HEADER, CsrfTokens, is_cross_site
+from ..errors import (
+    AuthenticationRequired,
+    CredentialsError,
+    CsrfRejected,
+    InvalidInput,
+    RefreshFailed,
+    ServiceError,
+    StoreUnavailable,
+    Throttled,
+    TokenError,
+    TokenExpired,
+)
+from ..logs import current_request_id, request_id_from
+from ..metrics import Metrics
 from . import appkeys
-from .auth import Authenticator
+from .appkeys import Handler
 from .cookies import CookiePolicy
-from .csrf import FIELD, HEADER, CsrfTokens, is_cross_site
-from .errors import (AuthenticationRequired, CredentialsError, CsrfRejected, InvalidInput, RefreshFailed,
-                     ServiceError, StoreUnavailable, Throttled, TokenError, TokenExpired)
-from .logs import current_request_id, request_id_from
-from .metrics import Metrics
 from .negotiate import wants_html
 from .paths import Paths
-from .tokens import AccessClaims
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("service")
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,29 +13,29 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import appkeys, keyring
-from .auth import Authenticator
-from .clock import Clock, system_clock
+from ..clock import Clock, system_clock
+from ..core import keyring
+from ..core.access_tokens import TokenCodec
+from ..core.auth import Authenticator
+from ..core.csrf import CsrfTokens
+from ..core.passwords import Passwords
+from ..core.refresh_tokens import RefreshTokens
+from ..core.revocations import RevocationView
+from ..errors import ServiceError, StoreUnavailable
+from ..metrics import Counts, Metrics
+from ..settings import Settings
+from ..storage.client import KeySpace, Redis, connect
+from ..storage.embedded import EmbeddedRedis
+from ..storage.sessions import SessionStore
+from ..storage.throttle import LoginThrottle
+from ..storage.users import UserStore
+from . import appkeys
 from .cookies import CookiePolicy
-from .embedded import EmbeddedRedis
 from .forwarded import forwarded_middleware, parse_networks
-from .errors import StoreUnavailable
-from .csrf import CsrfTokens
-from .liveness import Liveness
-from .metrics import Counts, Metrics
-from .middleware import Pipeline
-from .passwords import Passwords
 from .paths import Paths
-from .refresh import RefreshTokens
+from .pipeline import Pipeline
 from .routes import setup_routes
-from .sessions import SessionStore
-from .settings import Settings
-from .store import KeySpace, Redis, connect
-from .throttle import LoginThrottle
-from .tokens import TokenCodec
-from .users import UserStore
 
-ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("service")
 CSRF_KEY = "csrf.key"
 
@@ -49,7 +50,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
     return Authenticator(
         users=UserStore(redis, space),
         sessions=sessions,
-        liveness=Liveness(redis, space, sessions),
+        revocations=RevocationView(redis, space, sessions),
         passwords=Passwords(settings.passwords),
         codec=TokenCodec(settings.tokens, ring, clock),
         refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),
@@ -104,10 +105,10 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.metrics] = metrics
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
-    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True)
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(shipped("templates")), autoescape=True)
     env.globals["paths"] = paths
     app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure)
-    setup_routes(app, paths, ROOT / "static")
+    setup_routes(app, paths, shipped("static"))
     app.on_startup.append(pipeline.check_routes)
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
     app.cleanup_ctx.append(_revocation_listener)
@@ -115,17 +116,29 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     return app
 
 
+def shipped(name: str) -> Path:
+    """A directory shipped inside the package: ``templates`` or ``static`` (the repo's top-level folders,
+    mapped into ``service`` by pyproject.toml), wherever the package is installed."""
+    try:
+        path = Path(str(importlib.resources.files(f"service.{name}")))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_dir():
+        raise ServiceError(f"the package's {name}/ directory is missing: reinstall cookie-session-service")
+    return path
+
+
 async def _hint_first_user(app: web.Application) -> None:
     try:
         if not await app[appkeys.authenticator].users.count():
-            log.warning("no users yet: create one with `.venv/bin/python -m service users add NAME`")
+            log.warning("no users yet: create one with `cookie-session-service users add NAME` (or `python -m service users add NAME`)")
     except StoreUnavailable:  # an external Redis may come later; /readyz says so meanwhile
         log.warning("redis is not reachable yet")
 
 
 async def _revocation_listener(app: web.Application) -> AsyncIterator[None]:
-    """Keeps the local view of revoked sessions current (liveness.py) while the app runs."""
-    task = asyncio.create_task(app[appkeys.authenticator].liveness.run())
+    """Keeps the local view of revoked sessions current (core/revocations.py) while the app runs."""
+    task = asyncio.create_task(app[appkeys.authenticator].revocations.run())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

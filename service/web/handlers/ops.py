@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ...metrics import CONTENT_TYPE
+from ...storage.client import ping
 from .. import appkeys
-from ..metrics import CONTENT_TYPE
-from ..store import ping
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

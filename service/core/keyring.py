@@ -22,9 +22,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from .clock import Clock
-from .errors import SettingsError
-from .settings import Algorithm
+from ..clock import Clock
+from ..errors import SettingsError
+from ..settings import Algorithm
 
 _SUFFIX = {"EdDSA": ".ed25519.pem", "ES256": ".p256.pem", "RS256": ".rsa.pem", "HS256": ".hs256"}
 _KID_TIME = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{6}))?-")

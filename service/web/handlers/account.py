@@ -7,10 +7,10 @@ import time
 import aiohttp_jinja2
 from aiohttp import web
 
+from ...storage.sessions import SessionInfo
 from .. import appkeys
-from ..middleware import csrf_token, require_user
 from ..negotiate import client, read_fields, wants_html
-from ..sessions import SessionInfo
+from ..pipeline import csrf_token, require_user
 
 
 def _session_json(info: SessionInfo, current: str) -> dict[str, object]:

@@ -1,0 +1,1 @@
+"""Everything Redis: the client and key space, the redis.url forms, the embedded server and the stores."""

@@ -1,0 +1,1 @@
+"""The aiohttp side: the app, its request pipeline, routes, cookies and handlers."""
