@@ -22,7 +22,7 @@ async def test_a_route_added_outside_the_pipeline_stops_the_app_from_starting(se
     try:
         await aiohttp_server(app, host="127.0.0.1")
     except RuntimeError as exc:
-        assert "/naked" in str(exc) and "service.routes.add" in str(exc)
+        assert "/naked" in str(exc) and "service.add_route" in str(exc)
     else:
         raise AssertionError("the app started with a route outside the pipeline")
 

@@ -29,14 +29,14 @@ _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 
 @dataclasses.dataclass(frozen=True)
 class AccessClaims:
-    """What a verified access token says."""
+    """What a verified access token says: the signed-in user, as ``require_user`` gives it."""
 
-    user_id: str
-    session_id: str
-    username: str
-    token_id: str
-    issued_at: int
-    expires_at: int
+    user_id: str  # ``sub``: the user's stable id (the logs and ``X-Auth-Subject`` use it)
+    session_id: str  # ``sid``: the session, as listed on the account page and in ``/api/sessions``
+    username: str  # ``name``: the name the user signs in with, as it was when the token was minted
+    token_id: str  # ``jti``
+    issued_at: int  # ``iat``, Unix seconds
+    expires_at: int  # ``exp``, Unix seconds; the refresh hop mints a successor after it
 
 
 class TokenCodec:

@@ -85,11 +85,11 @@ class Pipeline:
 
     async def check_routes(self, app: web.Application) -> None:
         """On startup: refuse to serve a route outside the pipeline, which would have no
-        authentication, no CSRF check and no security headers. Add routes with ``routes.add``."""
+        authentication, no CSRF check and no security headers. Add routes with ``service.add_route``."""
         for route in app.router.routes():
             if route.handler not in self._wrapped:
                 raise RuntimeError(f"{route.method} {route.resource.canonical if route.resource else route}: "
-                                   "added without the request pipeline; use service.routes.add")
+                                   "added without the request pipeline; use service.add_route")
 
     def wrap(self, handler: Handler, *, route: str, cache: str | None = "no-store",
              authenticate: bool = True) -> Handler:
