@@ -1,7 +1,7 @@
 """The service's one exception tree: every failure the core can report, with its data as attributes.
 
 Libraries' own exceptions (``jwt.*``, ``argon2.*``, ``redis.*``) are translated into these in the
-module that wraps the library; ``middleware.py`` maps each family to an HTTP answer in one table.
+module that wraps the library; ``web/pipeline.py`` maps each family to an HTTP answer in one table.
 """
 
 from __future__ import annotations

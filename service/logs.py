@@ -2,7 +2,7 @@
 
 Events pass their fields through ``extra=``; only names listed in ``FIELDS`` are written, so a
 token, cookie or password handed to a logger by mistake never reaches the log. Lines logged while a
-request is handled carry its ``request_id`` (set by the error middleware, stamped by
+request is handled carry its ``request_id`` (set by the request pipeline, stamped by
 :class:`RequestIdFilter`), the same id the response returns as ``X-Request-ID``.
 """
 

@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# RefreshFailed reasons (sessions.py verdicts, refresh.py parsing) → the outcome label.
+# RefreshFailed reasons (storage/sessions.py verdicts, core/refresh_tokens.py parsing) → the outcome label.
 _REFRESH_OUTCOMES = {"rotated": "rotated", "grace": "grace", "reused": "reused", "expired": "expired",
                      "gone": "revoked", "disabled": "disabled", "missing": "missing"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -42,7 +42,7 @@ class AccessClaims:
 class TokenCodec:
     """Mints and verifies access JWTs with one key ring and one clock.
 
-    Given a :class:`~service.keyring.KeyDirectory` rather than a fixed ring, it follows the directory
+    Given a :class:`~service.core.keyring.KeyDirectory` rather than a fixed ring, it follows the directory
     (re-read at most once per interval, whatever the traffic): signing picks up a rotated key, a kid
     another instance just started using becomes known, and a removed key stops verifying.
     """

@@ -1,7 +1,7 @@
 """The Authenticator: login, refresh, logout and per-request authentication, with no HTTP in sight.
 
 ``rotate`` is the one refresh code path; the refresh endpoint calls it, whether a client asked
-for it or the auto-refresh middleware sent the browser there.
+for it or the request pipeline's refresh hop sent the browser there.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ _HEARTBEAT_PREFIX = "heartbeat "
 
 
 class RevocationView:
-    """Session liveness for the per-request check, with a local view kept by pub/sub."""
+    """Whether a session still exists, for the per-request check, with a local view kept by pub/sub."""
 
     def __init__(self, redis: Redis, keys: KeySpace, sessions: SessionStore) -> None:
         self._redis = redis

@@ -31,7 +31,7 @@ CLUSTER_MAX_CONNECTIONS = 512
 
 
 def connect(url: str, settings: RedisSettings) -> Redis:
-    """A pooled client for ``url`` (any form of redis_url.py); nothing is sent yet.
+    """A pooled client for ``url`` (any form url.py parses); nothing is sent yet.
 
     The pool *waits* (up to ``redis.timeout``) for a free connection: redis-py's default pool fails
     at once past its size, which turned a burst of 200 refreshes into 503s. A Sentinel client asks

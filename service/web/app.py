@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     proxies = parse_networks(settings.server.trusted_proxies)
     app = web.Application(
         client_max_size=settings.server.max_body,
-        # Only behind trusted proxies: the request pipeline (middleware.py) must see the real client.
+        # Only behind trusted proxies: the request pipeline must see the real client.
         middlewares=[forwarded_middleware(proxies)] if proxies else [],
     )
     app[appkeys.settings] = settings

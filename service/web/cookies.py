@@ -36,7 +36,7 @@ class CookiePolicy:
         self._refresh_path = paths.refresh_scope
         # Cookie headers seen lately → the access token in each ('' for none): bounded, oldest out first.
         # The token handed out is then the same str object every time, whose hash Python keeps, so the
-        # verified-token cache (tokens.py) finds it without hashing the whole JWT again.
+        # verified-token cache (core/access_tokens.py) finds it without hashing the whole JWT again.
         self._seen: dict[str, str] = {}
         # ``name=value`` pairs are separated by ";" and optional spaces (RFC 6265 §4.2.1); values hold no ";".
         self._access_pattern = re.compile(r"(?:^|;)[ \t]*" + re.escape(self.access_name) + r"[ \t]*=([^;]*)")
@@ -73,7 +73,7 @@ class CookiePolicy:
 
     def set_session(self, response: web.StreamResponse, issued: Issued) -> None:
         """Both cookies live until the session's absolute deadline: an expired access JWT must still
-        reach the middleware, which can only refresh what it can see."""
+        reach the pipeline, which can only refresh what it can see."""
         max_age = max(0, int(issued.refresh_expires - self._clock()))
         response.set_cookie(self.access_name, issued.access, max_age=max_age, path=self._access_path,
                             secure=self._secure, httponly=True, samesite=self._samesite)

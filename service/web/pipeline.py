@@ -68,7 +68,7 @@ class Pipeline:
     1. errors: any service error becomes its answer from the one table (:func:`_answer`); the request
        gets its id (logs, ``X-Request-ID``) and its latency is recorded under the route's name;
     2. security headers go on every answer, raised ones (``web.HTTPException``) and error pages included;
-    3. authentication: an :class:`~service.appkeys.AuthState` on every request to a route that reads
+    3. authentication: an :class:`~service.web.appkeys.AuthState` on every request to a route that reads
        the access cookie (an expired token surfaces as the refresh hop, see :func:`require_user`);
     4. CSRF: unsafe requests from other sites, and signed-in ones without their session's token, are refused.
     """

@@ -1,5 +1,5 @@
 """The route table: every path the service answers, under the configured prefix, each handler inside
-the request pipeline (middleware.py), 404 and 405 answers included.
+the request pipeline (pipeline.py), 404 and 405 answers included.
 
 Routes added to the app later (an embedding app's own pages) go through :func:`add` as well; the app
 refuses to start with a route outside the pipeline (:meth:`Pipeline.check_routes`). Route names label

@@ -9,7 +9,7 @@ from ..pipeline import csrf_token, require_user
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
-    """Rotate the refresh token. With ``next`` (the middleware's hop) or on GET, answer ``307 → next``,
+    """Rotate the refresh token. With ``next`` (the pipeline's hop) or on GET, answer ``307 → next``,
     so the browser replays the original request with fresh cookies; otherwise answer JSON."""
     app = request.app
     issued = await app[appkeys.authenticator].rotate(app[appkeys.cookies].read_refresh(request))

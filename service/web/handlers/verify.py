@@ -1,7 +1,7 @@
 """The nginx ``auth_request`` endpoint: who the access cookie names, as headers, or 401.
 
 nginx sends a body-less GET subrequest carrying the browser's cookies and the original URI in
-``X-Original-URI``. The auth middleware has already judged the access cookie; this handler only reads
+``X-Original-URI``. The request pipeline has already judged the access cookie; this handler only reads
 its verdict, so there is no second verification path. It never redirects (``auth_request`` treats any
 status but 2xx, 401 and 403 as an error); instead a 401 names where nginx should send the browser in
 ``X-Auth-Redirect``: the refresh hop for an authentic but expired token, else the login page, both
