@@ -1,4 +1,4 @@
-"""Is a session still live? A local answer kept current by Redis pub/sub, and Redis itself otherwise.
+"""Is a session still live? A local answer kept current by the revocation channel, and Redis otherwise.
 
 Every revocation publishes ``"<user id> <session id>"`` on the revocation channel in the same
 Lua script that deletes the session. While this instance's subscription is *known*
@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
-from ..storage.client import KeySpace, Redis, pubsub, text, translated
+from ..storage.channel import RevocationChannel
 from ..storage.sessions import SessionStore
 
 log = logging.getLogger("service")
@@ -32,9 +32,8 @@ _HEARTBEAT_PREFIX = "heartbeat "
 class RevocationView:
     """Whether a session still exists, for the per-request check, with a local view kept by pub/sub."""
 
-    def __init__(self, redis: Redis, keys: KeySpace, sessions: SessionStore) -> None:
-        self._redis = redis
-        self._channel = keys.revocations()
+    def __init__(self, channel: RevocationChannel, sessions: SessionStore) -> None:
+        self._channel = channel
         self._sessions = sessions
         self._live: dict[tuple[str, str], None] = {}  # seen live in Redis while subscribed
         self._revoked: dict[tuple[str, str], None] = {}  # revoked while subscribed
@@ -82,13 +81,9 @@ class RevocationView:
             await asyncio.sleep(HEARTBEAT)
 
     async def _listen(self) -> None:
-        with translated():
-            async with await pubsub(self._redis) as subscription:
-                await subscription.subscribe(self._channel)
-                async with _beating(self._redis, self._channel, self._nonce):
-                    async for message in subscription.listen():
-                        if message.get("type") == "message":
-                            self._on_message(text(message["data"]))
+        async with self._channel.subscribed() as messages, _beating(self._channel, self._nonce):
+            async for message in messages:
+                self._on_message(message)
 
     def ended(self, user_id: str, session_id: str) -> None:
         """This instance ended the session: say so at once, not when its announcement comes back."""
@@ -115,7 +110,7 @@ class RevocationView:
 
 
 @contextlib.asynccontextmanager
-async def _beating(redis: Redis, channel: str, nonce: str) -> AsyncIterator[None]:
+async def _beating(channel: RevocationChannel, nonce: str) -> AsyncIterator[None]:
     """Publish our heartbeat every second while the block runs. Stopped by an event, not by
     cancellation alone: redis-py can swallow a cancellation that lands inside ``publish``."""
     stop = asyncio.Event()
@@ -123,7 +118,7 @@ async def _beating(redis: Redis, channel: str, nonce: str) -> AsyncIterator[None
     async def beat() -> None:
         while not stop.is_set():
             with contextlib.suppress(Exception):  # a lost heartbeat only makes us deaf, which is safe
-                await redis.publish(channel, _HEARTBEAT_PREFIX + nonce)
+                await channel.publish(_HEARTBEAT_PREFIX + nonce)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), HEARTBEAT)
 

@@ -22,7 +22,7 @@ deadline among those left. So an ended session's fields stay only until the user
 touched or expires, and nothing of a user's outlives their last session's deadline by more than that.
 
 Revoking a session deletes its fields and publishes ``"<user id> <session id>"`` on the revocation
-channel in the same script (core/revocations.py listens); an access token is honoured only while its session
+channel in the same script (channel.py; core/revocations.py listens); an access token is honoured only while its session
 exists, so revocation reaches every instance at once. A session that merely expires is dropped without
 an announcement, as when it expired through a TTL: short-lived access tokens cover that.
 """

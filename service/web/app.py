@@ -24,6 +24,7 @@ from ..core.revocations import RevocationView
 from ..errors import ServiceError, StoreUnavailable
 from ..metrics import Counts, Metrics
 from ..settings import Settings
+from ..storage.channel import RevocationChannel
 from ..storage.client import KeySpace, Redis, connect
 from ..storage.embedded import EmbeddedRedis
 from ..storage.sessions import SessionStore
@@ -50,7 +51,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
     return Authenticator(
         users=UserStore(redis, space),
         sessions=sessions,
-        revocations=RevocationView(redis, space, sessions),
+        revocations=RevocationView(RevocationChannel(redis, space), sessions),
         passwords=Passwords(settings.passwords),
         codec=TokenCodec(settings.tokens, ring, clock),
         refresh_tokens=RefreshTokens(keyring.load_or_create_refresh_key(keys_dir)),

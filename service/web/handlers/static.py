@@ -11,7 +11,6 @@ from aiohttp import web
 
 from ..appkeys import Handler
 
-
 _CODE = {".py", ".pyc"}  # the package marker that ships the directory inside the wheel
 
 
