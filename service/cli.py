@@ -17,7 +17,7 @@ from . import __version__, logs
 from . import settings as settings_module
 from .clock import system_clock
 from .core import keyring
-from .core.auth import Authenticator
+from .core.accounts import Accounts
 from .errors import ServiceError, SettingsError, UserError
 from .settings import Settings
 from .web.app import build_authenticator, create_app, open_redis
@@ -175,8 +175,8 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     if embedded is not None:
         await embedded.start()
     try:
-        auth = build_authenticator(settings, redis, system_clock)
-        await _ACTIONS[args.action](auth, args)
+        accounts = Accounts(build_authenticator(settings, redis, system_clock))
+        await _ACTIONS[args.action](accounts, args)
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -187,55 +187,47 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
             await embedded.stop()
 
 
-async def _add(auth: Authenticator, args: argparse.Namespace) -> None:
-    password = _read_password(args.password_stdin, auth)
-    user = await auth.users.create(args.name, await auth.passwords.hash(password), time.time())
+async def _add(accounts: Accounts, args: argparse.Namespace) -> None:
+    user = await accounts.create(args.name, _read_password(args.password_stdin, accounts), now=time.time())
     print(f"created user {user.name}")
 
 
-async def _passwd(auth: Authenticator, args: argparse.Namespace) -> None:
-    user = await auth.users.require(args.name)
-    password = _read_password(args.password_stdin, auth)
-    await auth.users.set_password_hash(user.id, await auth.passwords.hash(password))
-    ended = await auth.logout_everywhere(user.id)
+async def _passwd(accounts: Accounts, args: argparse.Namespace) -> None:
+    # The user is looked up before the password is asked for: a typo in the name fails at once.
+    await accounts.require(args.name)
+    user, ended = await accounts.set_password(args.name, _read_password(args.password_stdin, accounts))
     print(f"password changed for {user.name}; {ended} session(s) ended")
 
 
-async def _disable(auth: Authenticator, args: argparse.Namespace) -> None:
-    user = await auth.users.require(args.name)
-    await auth.users.set_disabled(user.id, True)
-    ended = await auth.logout_everywhere(user.id)
+async def _disable(accounts: Accounts, args: argparse.Namespace) -> None:
+    user, ended = await accounts.disable(args.name)
     print(f"disabled {user.name}; {ended} session(s) ended")
 
 
-async def _enable(auth: Authenticator, args: argparse.Namespace) -> None:
-    user = await auth.users.require(args.name)
-    await auth.users.set_disabled(user.id, False)
+async def _enable(accounts: Accounts, args: argparse.Namespace) -> None:
+    user = await accounts.enable(args.name)
     print(f"enabled {user.name}")
 
 
-async def _remove(auth: Authenticator, args: argparse.Namespace) -> None:
-    user = await auth.users.require(args.name)
-    await auth.users.set_disabled(user.id, True)  # a refresh racing the removal fails too
-    ended = await auth.logout_everywhere(user.id)
-    await auth.users.remove(user)
+async def _remove(accounts: Accounts, args: argparse.Namespace) -> None:
+    user, ended = await accounts.remove(args.name)
     print(f"removed {user.name}; {ended} session(s) ended")
 
 
-async def _list(auth: Authenticator, args: argparse.Namespace) -> None:
-    for user in await auth.users.all():
-        sessions = len(await auth.sessions.list(user.id))
+async def _list(accounts: Accounts, args: argparse.Namespace) -> None:
+    for account in await accounts.all():
+        user = account.user
         state = "disabled" if user.disabled else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(user.created))
-        print(f"{user.name}\t{state}\tcreated {created} UTC\t{sessions} session(s)")
+        print(f"{user.name}\t{state}\tcreated {created} UTC\t{account.sessions} session(s)")
 
 
-_ACTIONS: dict[str, Callable[[Authenticator, argparse.Namespace], Awaitable[None]]] = {
+_ACTIONS: dict[str, Callable[[Accounts, argparse.Namespace], Awaitable[None]]] = {
     "add": _add, "passwd": _passwd, "disable": _disable, "enable": _enable, "remove": _remove, "list": _list,
 }
 
 
-def _read_password(from_stdin: bool, auth: Authenticator) -> str:
+def _read_password(from_stdin: bool, accounts: Accounts) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
@@ -244,5 +236,5 @@ def _read_password(from_stdin: bool, auth: Authenticator) -> str:
             raise UserError("the passwords do not match")
     else:
         raise UserError("no terminal to ask for a password: use --password-stdin")
-    auth.passwords.check_policy(password)
+    accounts.check_policy(password)
     return password

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 
 from ..clock import Clock
-from ..errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, StoreUnavailable, Throttled
+from ..errors import AuthenticationRequired, CredentialsError, RefreshFailed, StoreUnavailable, Throttled
 from ..metrics import Counts
 from ..settings import Outage
 from ..storage.sessions import SessionStore
@@ -75,7 +75,7 @@ class Authenticator:
             CredentialsError: for an unknown user, a wrong password or a disabled user alike.
         """
         try:
-            attempt = await self._admit(username, client)
+            attempt = await self.admit(username, client)
         except Throttled:
             self._metrics.login("throttled")
             raise
@@ -89,12 +89,17 @@ class Authenticator:
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user.id, await self.passwords.hash(password))
         issued = await self._start_session(user, client)
-        await self._throttle.succeeded(attempt)
+        await self.admitted(attempt)
         self._metrics.login("success")
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
         return issued
 
-    async def _admit(self, username: str, client: Client) -> Attempt:
+    async def admit(self, username: str, client: Client) -> Attempt:
+        """Admit one password check for ``username`` from ``client`` (sign-in or password change).
+
+        Raises:
+            Throttled: too many recent failures for this username or from this client.
+        """
         try:
             return await self._throttle.admit(username, client.ip, now=self._clock())
         except Throttled as throttled:
@@ -102,6 +107,10 @@ class Authenticator:
             log.warning("login_throttled", extra={"event": "login_throttled", "reason": throttled.scope,
                                                   "ip": client.ip, "retry_after": throttled.retry_after})
             raise
+
+    async def admitted(self, attempt: Attempt) -> None:
+        """The password checked out: free the attempt's slots in the throttle windows."""
+        await self._throttle.succeeded(attempt)
 
     async def _start_session(self, user: User, client: Client) -> Issued:
         token = self._refresh_tokens.new(user.id, self.sessions.new_id())
@@ -189,11 +198,16 @@ class Authenticator:
 
     async def logout_everywhere(self, user_id: str, *, keep: str | None = None) -> int:
         ended = await self.sessions.revoke_all(user_id, keep=keep)
-        for session_id in ended:
-            self.revocations.ended(user_id, session_id)
-        self._metrics.revocation("revoke_all", len(ended))
-        log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": len(ended)})
+        self.ended(user_id, ended)
         return len(ended)
+
+    def ended(self, user_id: str, session_ids: list[str]) -> None:
+        """Sessions of the user just ended here (sign-out everywhere, or an account change): known at
+        once to this instance, counted and logged."""
+        for session_id in session_ids:
+            self.revocations.ended(user_id, session_id)
+        self._metrics.revocation("revoke_all", len(session_ids))
+        log.info("revoke_all", extra={"event": "revoke_all", "user": user_id, "count": len(session_ids)})
 
     async def revoke_session(self, claims: AccessClaims, session_id: str) -> bool:
         """End one of the signed-in user's own sessions; another user's id simply matches nothing."""
@@ -203,24 +217,3 @@ class Authenticator:
             self._metrics.revocation("revoke")
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})
         return ended
-
-    async def change_password(self, claims: AccessClaims, current: str, new: str, client: Client) -> int:
-        """Set a new password after checking the current one; every other session ends.
-
-        Guesses of the current password count against the same windows as failed logins, so a stolen
-        session cannot be used to brute-force the password (ASVS 5.0 6.2.3).
-
-        Raises:
-            Throttled: too many recent failures for this user or from this client.
-            InvalidInput: the current password is wrong or the new one breaks the length policy.
-        """
-        attempt = await self._admit(claims.username, client)
-        user = await self.users.get(claims.user_id)
-        if user is None or not await self.passwords.verify(user.password_hash, current[:MAX_PASSWORD_LENGTH + 1]):
-            log.info("password_change_failed", extra={"event": "password_change_failed", "user": claims.user_id})
-            raise InvalidInput("The current password is not correct.")
-        await self._throttle.succeeded(attempt)
-        self.passwords.check_policy(new)
-        await self.users.set_password_hash(user.id, await self.passwords.hash(new))
-        log.info("password_changed", extra={"event": "password_changed", "user": user.id})
-        return await self.logout_everywhere(user.id, keep=claims.session_id)

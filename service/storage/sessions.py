@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..clock import Clock
@@ -149,11 +149,17 @@ if state and now < ends(state) then return 1 end
 return 0
 """
 
-# REVOKE_ALL: end every session of a user but one, announcing each live one.
-# KEYS[1] the user's sessions; ARGV[1] now ms, ARGV[2] revocation channel, ARGV[3] user id,
-# ARGV[4] the session to keep ('' for none)
-# Returns how many live sessions ended.
+# REVOKE_ALL: change the user's credentials (optionally) and end every session of the user but one,
+# announcing each live one, in one step: no session signed in or refreshed under the old credentials
+# outlives the change (CREATE and ROTATE read the same user record).
+# KEYS[1] the user's sessions, KEYS[2] the user; ARGV[1] now ms, ARGV[2] revocation channel,
+# ARGV[3] user id, ARGV[4] the session to keep ('' for none), ARGV[5..] field, value pairs to write
+# on the user record (only if it exists: a removed user is not brought back).
+# Returns the ids of the live sessions that ended.
 REVOKE_ALL = _COMMON + """
+if #ARGV > 4 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+end
 local now, ended = tonumber(ARGV[1]), {}
 for _, session in ipairs(sessions(KEYS[1])) do
   local id = session[1]
@@ -264,11 +270,18 @@ class SessionStore:
         with translated():
             return bool(await self._revoke(keys=[self._keys.user_sessions(user_id)], args=args))
 
-    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> list[str]:
-        """End every session of a user but ``keep``; returns the ids of the live ones that ended."""
+    async def revoke_all(self, user_id: str, *, keep: str | None = None,
+                         user_fields: Mapping[str, str] | None = None) -> list[str]:
+        """End every session of a user but ``keep``; returns the ids of the live ones that ended.
+
+        ``user_fields`` (a new password hash, the disabled flag; see users.py) are written on the user
+        record in the same atomic step.
+        """
         args: list[Any] = [_ms(self._clock()), self._keys.revocations(), user_id, keep or ""]
+        for field, value in (user_fields or {}).items():
+            args += [field, value]
         with translated():
-            ended = await self._revoke_all(keys=[self._keys.user_sessions(user_id)], args=args)
+            ended = await self._revoke_all(keys=self._user_keys(user_id), args=args)
         return [text(session_id) for session_id in ended]
 
     async def list(self, user_id: str) -> Sequence[SessionInfo]:

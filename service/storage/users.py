@@ -39,8 +39,20 @@ def check_name(name: str) -> str:
     return shown
 
 
+def password_field(password_hash: str) -> dict[str, str]:
+    """The user-record field of a new password, for a step that also ends sessions
+    (:meth:`SessionStore.revoke_all`)."""
+    return {"hash": password_hash}
+
+
+def disabled_field(disabled: bool) -> dict[str, str]:
+    """The user-record field that stops (or allows) sign-in and refresh."""
+    return {"disabled": "1" if disabled else "0"}
+
+
 class UserStore:
-    """Reads and writes users; knows nothing of sessions (revoking them is the caller's second step)."""
+    """Reads and writes users. A change that must also end sessions goes through
+    :meth:`SessionStore.revoke_all` with :func:`password_field` or :func:`disabled_field`, in one step."""
 
     def __init__(self, redis: Redis, keys: KeySpace) -> None:
         self._redis = redis
@@ -81,11 +93,11 @@ class UserStore:
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with translated():
-            await self._redis.hset(self._keys.user(user_id), "hash", password_hash)
+            await self._redis.hset(self._keys.user(user_id), *password_field(password_hash).popitem())
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         with translated():
-            await self._redis.hset(self._keys.user(user_id), "disabled", "1" if disabled else "0")
+            await self._redis.hset(self._keys.user(user_id), *disabled_field(disabled).popitem())
 
     async def remove(self, user: User) -> None:
         with translated():

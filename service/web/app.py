@@ -16,6 +16,7 @@ from aiohttp import web
 from ..clock import Clock, system_clock
 from ..core import keyring
 from ..core.access_tokens import TokenCodec
+from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
 from ..core.passwords import Passwords
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     )
     app[appkeys.settings] = settings
     app[appkeys.authenticator] = auth
+    app[appkeys.accounts] = Accounts(auth)
     app[appkeys.cookies] = cookies
     app[appkeys.csrf] = csrf
     app[appkeys.metrics] = metrics
@@ -131,7 +133,7 @@ def shipped(name: str) -> Path:
 
 async def _hint_first_user(app: web.Application) -> None:
     try:
-        if not await app[appkeys.authenticator].users.count():
+        if not await app[appkeys.accounts].count():
             log.warning("no users yet: create one with `cookie-session-service users add NAME` (or `python -m service users add NAME`)")
     except StoreUnavailable:  # an external Redis may come later; /readyz says so meanwhile
         log.warning("redis is not reachable yet")

@@ -9,6 +9,7 @@ from typing import NamedTuple, Protocol
 from aiohttp import web
 
 from ..core.access_tokens import AccessClaims
+from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
 from ..metrics import Metrics
@@ -37,6 +38,7 @@ class AuthState(NamedTuple):
 
 settings = web.AppKey("settings", Settings)
 authenticator = web.AppKey("authenticator", Authenticator)
+accounts = web.AppKey("accounts", Accounts)
 cookies = web.AppKey("cookies", CookiePolicy)
 csrf = web.AppKey("csrf", CsrfTokens)
 metrics = web.AppKey("metrics", Metrics)

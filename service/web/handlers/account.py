@@ -24,7 +24,7 @@ def _when(seconds: float) -> str:
 
 async def page(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
-    sessions = await request.app[appkeys.authenticator].sessions.list(user.user_id)
+    sessions = await request.app[appkeys.accounts].sessions_of(user)
     rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
             for s in sessions]
     context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done")}
@@ -33,7 +33,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
-    sessions = await request.app[appkeys.authenticator].sessions.list(user.user_id)
+    sessions = await request.app[appkeys.accounts].sessions_of(user)
     return web.json_response({"sessions": [_session_json(s, user.session_id) for s in sessions]})
 
 
@@ -55,7 +55,7 @@ async def revoke_all(request: web.Request) -> web.StreamResponse:
 async def change_password(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
     fields = await read_fields(request, "current", "new")
-    await request.app[appkeys.authenticator].change_password(user, fields["current"], fields["new"], client(request))
+    await request.app[appkeys.accounts].change_password(user, fields["current"], fields["new"], client(request))
     return _done(request, signed_out=False, notice="password")
 
 
