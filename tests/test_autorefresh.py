@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import cookie, csrf_token, jar_snapshot, login, set_cookies, with_value
 from service.web import routes
 from service.web.app import create_app
 from service.web.pipeline import require_user
+from tests.support.cookies import cookie, jar_snapshot, set_cookies, with_value
+from tests.support.sign_in import csrf_token, login
 
 ACCESS_TTL = 30
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Accept": "text/html,*/*;q=0.8"}
@@ -69,7 +70,7 @@ def probe() -> Probe:
 
 
 @pytest.fixture
-async def site(make_settings, make_client, make_user, probe, clock):
+async def probed_client(make_settings, make_client, make_user, probe, clock):
     """A signed-in browser on a service with a short access TTL and the probe routes."""
     app = create_app(make_settings(tokens={"access_ttl": ACCESS_TTL}), clock=clock)
     probe.install(app)
@@ -100,47 +101,47 @@ def refresh_hop(next_path: str) -> str:
 
 # --- (a) navigations ---
 
-async def test_navigation_with_expired_access_is_refreshed_and_lands_on_the_page(site, clock):
-    old_access, old_refresh = cookie(site, "access"), cookie(site, "refresh")
+async def test_navigation_with_expired_access_is_refreshed_and_lands_on_the_page(probed_client, clock):
+    old_access, old_refresh = cookie(probed_client, "access"), cookie(probed_client, "refresh")
     expire_access(clock)
-    response = await site.get("/", headers=NAVIGATE)
+    response = await probed_client.get("/", headers=NAVIGATE)
     assert chain(response) == [(307, "/auth/refresh?next=%2F"), (307, "/"), (200, "/")]
     assert "Signed in as" in await response.text()
     rotation = set_cookies(response.history[1])
     assert set(rotation) == {"__Host-access", "__Secure-refresh"}
-    assert cookie(site, "access") == rotation["__Host-access"].value != old_access
-    assert cookie(site, "refresh") == rotation["__Secure-refresh"].value != old_refresh
+    assert cookie(probed_client, "access") == rotation["__Host-access"].value != old_access
+    assert cookie(probed_client, "refresh") == rotation["__Secure-refresh"].value != old_refresh
 
 
-async def test_navigation_refresh_keeps_the_original_query(site, clock, probe):
+async def test_navigation_refresh_keeps_the_original_query(probed_client, clock, probe):
     expire_access(clock)
-    response = await site.get("/probe/page?q=a%20b&page=2", headers=NAVIGATE)
+    response = await probed_client.get("/probe/page?q=a%20b&page=2", headers=NAVIGATE)
     assert chain(response) == [(307, refresh_hop("/probe/page?q=a%20b&page=2")),
                                (307, "/probe/page?q=a%20b&page=2"), (200, "/probe/page")]
     assert [a.path_qs for a in probe.applied] == ["/probe/page?q=a%20b&page=2"]
 
 
-async def test_after_a_refresh_the_next_requests_go_straight_through(site, clock):
+async def test_after_a_refresh_the_next_requests_go_straight_through(probed_client, clock):
     expire_access(clock)
-    await site.get("/", headers=NAVIGATE)
-    again = await site.get("/", headers=NAVIGATE)
+    await probed_client.get("/", headers=NAVIGATE)
+    again = await probed_client.get("/", headers=NAVIGATE)
     assert chain(again) == [(200, "/")]
 
 
-async def test_valid_access_needs_no_refresh_hop(site, clock):
+async def test_valid_access_needs_no_refresh_hop(probed_client, clock):
     clock.advance(ACCESS_TTL - 1)
-    response = await site.get("/api/me", headers=FETCH)
+    response = await probed_client.get("/api/me", headers=FETCH)
     assert chain(response) == [(200, "/api/me")]
     assert set_cookies(response) == {}
 
 
 # --- (b), (c), (d): requests with bodies and fetch() ---
 
-async def test_form_post_survives_expiry_and_is_applied_exactly_once_with_its_body(site, clock, probe):
+async def test_form_post_survives_expiry_and_is_applied_exactly_once_with_its_body(probed_client, clock, probe):
     # The page's form carries its hidden csrf field; the replayed body still holds it after the hop.
-    form = {"title": "Grüße & <tags>", "amount": "42", "empty": "", "csrf": await csrf_token(site)}
+    form = {"title": "Grüße & <tags>", "amount": "42", "empty": "", "csrf": await csrf_token(probed_client)}
     expire_access(clock)
-    response = await site.post("/probe/form", data=form, headers=NAVIGATE)
+    response = await probed_client.post("/probe/form", data=form, headers=NAVIGATE)
     assert chain(response) == [(307, refresh_hop("/probe/form")), (307, "/probe/form"), (200, "/probe/form")]
     assert [(r.method, r.url.path) for r in response.history] == [("POST", "/probe/form"),
                                                                    ("POST", "/auth/refresh")]
@@ -151,14 +152,14 @@ async def test_form_post_survives_expiry_and_is_applied_exactly_once_with_its_bo
     assert dict(urllib.parse.parse_qsl(applied.body.decode(), keep_blank_values=True)) == form
 
 
-async def test_multipart_form_post_survives_expiry_with_its_body(site, clock, probe):
-    token = await csrf_token(site)
+async def test_multipart_form_post_survives_expiry_with_its_body(probed_client, clock, probe):
+    token = await csrf_token(probed_client)
     expire_access(clock)
     data = aiohttp.FormData()
     data.add_field("csrf", token)
     data.add_field("note", "hello")
     data.add_field("file", b"\x00\x01binary", filename="a.bin", content_type="application/octet-stream")
-    response = await site.post("/probe/multipart", data=data, headers=NAVIGATE)
+    response = await probed_client.post("/probe/multipart", data=data, headers=NAVIGATE)
     assert chain(response) == [(307, refresh_hop("/probe/multipart")), (307, "/probe/multipart"),
                                (200, "/probe/multipart")]
     assert len(probe.applied) == 1
@@ -167,11 +168,11 @@ async def test_multipart_form_post_survives_expiry_with_its_body(site, clock, pr
                                        "file": ("a.bin", "application/octet-stream", b"\x00\x01binary")}
 
 
-async def test_fetch_json_post_survives_expiry_and_is_applied_exactly_once(site, clock, probe):
+async def test_fetch_json_post_survives_expiry_and_is_applied_exactly_once(probed_client, clock, probe):
     payload = {"items": [1, 2, 3], "text": "ünïcode", "nested": {"ok": True}}
-    token = await csrf_token(site)
+    token = await csrf_token(probed_client)
     expire_access(clock)
-    response = await site.post("/probe/json", json=payload, headers=with_token(FETCH, token))
+    response = await probed_client.post("/probe/json", json=payload, headers=with_token(FETCH, token))
     assert chain(response) == [(307, refresh_hop("/probe/json")), (307, "/probe/json"), (200, "/probe/json")]
     assert await response.json() == {"applied": 1, "user": "Alice"}
     assert len(probe.applied) == 1
@@ -179,19 +180,19 @@ async def test_fetch_json_post_survives_expiry_and_is_applied_exactly_once(site,
     assert json.loads(probe.applied[0].body) == payload
 
 
-async def test_fetch_get_api_me_survives_expiry(site, clock):
-    before = await (await site.get("/api/me", headers=FETCH)).json()
+async def test_fetch_get_api_me_survives_expiry(probed_client, clock):
+    before = await (await probed_client.get("/api/me", headers=FETCH)).json()
     expire_access(clock)
-    response = await site.get("/api/me", headers=FETCH)
+    response = await probed_client.get("/api/me", headers=FETCH)
     assert chain(response) == [(307, refresh_hop("/api/me")), (307, "/api/me"), (200, "/api/me")]
     after = await response.json()
     assert after["name"] == "Alice" and after["session"] == before["session"]
     assert after["access_expires"] > before["access_expires"]
 
 
-async def test_a_client_without_fetch_metadata_survives_expiry_too(site, clock):
+async def test_a_client_without_fetch_metadata_survives_expiry_too(probed_client, clock):
     expire_access(clock)
-    response = await site.get("/api/me")
+    response = await probed_client.get("/api/me")
     assert response.status == 200
     assert [r.status for r in response.history] == [307, 307]
 
@@ -199,10 +200,10 @@ async def test_a_client_without_fetch_metadata_survives_expiry_too(site, clock):
 # --- (e) nothing usable ---
 
 @pytest.fixture
-async def stranded(site, clock, browser, authenticator):
+async def stranded(probed_client, clock, another_client, authenticator):
     """Browsers whose access JWT has expired and whose refresh cannot work, one per reason."""
-    cookies = jar_snapshot(site)
-    me = await (await site.get("/api/me")).json()
+    cookies = jar_snapshot(probed_client)
+    me = await (await probed_client.get("/api/me")).json()
 
     async def make(reason: str):
         if reason == "no refresh cookie":
@@ -210,14 +211,14 @@ async def stranded(site, clock, browser, authenticator):
         elif reason == "garbage refresh cookie":
             jar = with_value(cookies, "refresh", "garbage")
         elif reason == "forged refresh cookie":  # the right shape, naming the real session, a wrong tag
-            user_id, session_id, secret, tag = cookie(site, "refresh").split(".")
+            user_id, session_id, secret, tag = cookie(probed_client, "refresh").split(".")
             jar = with_value(cookies, "refresh", ".".join((user_id, session_id, secret, tag[::-1])))
         else:
             assert reason == "revoked session"
             await authenticator.logout_everywhere(me["id"])
             jar = cookies
         expire_access(clock)
-        return await browser(site, cookies=jar)
+        return await another_client(probed_client, cookies=jar)
 
     return make
 
@@ -251,8 +252,8 @@ async def test_unrefreshable_json_request_gets_401_json(stranded, reason):
 
 
 @pytest.mark.parametrize("reason", REASONS)
-async def test_unrefreshable_form_post_is_never_applied(site, stranded, probe, reason):
-    token = await csrf_token(site)  # the form was rendered while the session lived
+async def test_unrefreshable_form_post_is_never_applied(probed_client, stranded, probe, reason):
+    token = await csrf_token(probed_client)  # the form was rendered while the session lived
     tab = await stranded(reason)
     response = await tab.post("/probe/form", data={"title": "lost", "csrf": token}, headers=NAVIGATE)
     assert response.url.path == "/login"
@@ -260,12 +261,12 @@ async def test_unrefreshable_form_post_is_never_applied(site, stranded, probe, r
     assert probe.applied == []
 
 
-async def test_a_revoked_session_with_unexpired_access_goes_straight_to_login(site, authenticator, probe):
-    me = await (await site.get("/api/me")).json()
+async def test_a_revoked_session_with_unexpired_access_goes_straight_to_login(probed_client, authenticator, probe):
+    me = await (await probed_client.get("/api/me")).json()
     await authenticator.logout_everywhere(me["id"])
-    page = await site.get("/probe/page", headers=NAVIGATE)
+    page = await probed_client.get("/probe/page", headers=NAVIGATE)
     assert chain(page) == [(303, "/login?next=%2Fprobe%2Fpage"), (200, "/login")]
-    api = await site.get("/api/me", headers=FETCH)
+    api = await probed_client.get("/api/me", headers=FETCH)
     assert (api.status, api.history) == (401, ())
     assert probe.applied == []
 
@@ -297,9 +298,9 @@ async def test_a_post_without_cookies_is_never_applied(make_client, settings, cl
 # --- the edges of the refresh hop ---
 
 @pytest.mark.parametrize("evil", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
-async def test_refresh_hop_never_redirects_offsite(site, clock, evil):
+async def test_refresh_hop_never_redirects_offsite(probed_client, clock, evil):
     expire_access(clock)
-    response = await site.get("/auth/refresh", params={"next": evil}, allow_redirects=False)
+    response = await probed_client.get("/auth/refresh", params={"next": evil}, allow_redirects=False)
     assert response.status == 307
     assert response.headers["Location"] == "/"
 

@@ -3,109 +3,18 @@ embedded Redis that the CLI starts and stops by itself."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from service import settings as settings_module
-from service.web.app import build_authenticator
-from service.core.auth import Authenticator, Client
-from service.clock import system_clock
-from service.storage.embedded import EmbeddedRedis
+from service.core.auth import Client
 from service.errors import CredentialsError
-from service.storage.client import connect
+from tests.support.cli import Cli
+from tests.support.sign_in import PASSWORD
 
-PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long pass phrase"
 CLIENT = Client(user_agent="pytest", ip="127.0.0.1")
-
-
-def remove_root(root: Path, outlived: str) -> None:
-    """Teardown of a test's temporary root: SIGKILL any redis-server still working there (only ours
-    can be), delete the root, and fail if there was one."""
-    leftovers = redis_servers_in(root)
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
-    assert leftovers == [], f"a redis-server outlived {outlived}"
-
-
-def redis_servers_in(root: Path) -> list[int]:
-    """PIDs of redis-servers working in ``root`` (their cwd is their --dir, their title names the socket)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if "redis-server" in cmdline and (str(root) in cmdline or cwd.startswith(str(root))):
-            found.append(int(entry.name))
-    return found
-
-
-@dataclass
-class Cli:
-    """Runs the CLI in ``cwd`` with a data dir under a short /tmp path (unix sockets: 107 bytes)."""
-
-    root: Path
-    cwd: Path
-    data_dir: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE__")}
-        env.update(SERVICE__STORAGE__DATA_DIR=str(self.data_dir), SERVICE__PASSWORDS__MEMORY_COST="64",
-                   SERVICE__PASSWORDS__TIME_COST="1", SERVICE__PASSWORDS__PARALLELISM="1")
-        env.update(extra)
-        return env
-
-    def __call__(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "service", *args], cwd=self.cwd, env=env or self.env(), text=True,
-            input=stdin, stdin=subprocess.DEVNULL if stdin is None else None, capture_output=True,
-            timeout=timeout)
-        # Whatever happened, the CLI's own redis-server is gone with it.
-        assert not (self.data_dir / "redis.sock").exists(), result.stderr
-        assert redis_servers_in(self.root) == []
-        return result
-
-    def add(self, name: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
-        return self("users", "add", name, "--password-stdin", stdin=password + "\n")
-
-    @contextlib.asynccontextmanager
-    async def core(self) -> AsyncIterator[Authenticator]:
-        """The same settings and data as the CLI, to check what it did by signing in."""
-        settings = settings_module.load(None, environ=self.env())
-        async with EmbeddedRedis(settings.storage.data_dir) as server:
-            redis = connect(server.url, settings.redis)
-            try:
-                yield build_authenticator(settings, redis, system_clock)
-            finally:
-                await redis.aclose()
-
-
-@pytest.fixture
-def cli() -> Iterator[Cli]:
-    root = Path(tempfile.mkdtemp(prefix="cli-", dir="/tmp"))
-    (root / "cwd").mkdir()
-    try:
-        yield Cli(root, root / "cwd", root / "data")
-    finally:
-        remove_root(root, "the CLI")
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:

@@ -7,15 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 import pytest
@@ -24,52 +17,9 @@ from service.core import keyring
 from service.clock import SettableClock
 from service.settings import Algorithm, TokenSettings
 from service.core.access_tokens import TokenCodec
+from tests.support.cli import Cli
 
 SUFFIX = {"EdDSA": ".ed25519.pem", "ES256": ".p256.pem", "HS256": ".hs256"}
-
-
-@dataclass
-class Cli:
-    """Runs the CLI in ``cwd`` with its data dir under a short /tmp path."""
-
-    root: Path
-    cwd: Path
-    data_dir: Path
-
-    @property
-    def keys(self) -> Path:
-        return self.data_dir / "keys"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE__")}
-        env.update(SERVICE__STORAGE__DATA_DIR=str(self.data_dir), SERVICE__PASSWORDS__MEMORY_COST="64",
-                   SERVICE__PASSWORDS__TIME_COST="1", SERVICE__PASSWORDS__PARALLELISM="1",
-                   SERVICE__TOKENS__ACCESS_TTL="60s")
-        env.update(extra)
-        return env
-
-    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "service", *args], cwd=self.cwd, env=self.env(**env),
-                              text=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-
-    def ok(self, *args: str, **env: str) -> list[str]:
-        result = self(*args, **env)
-        assert result.returncode == 0, (result.stdout, result.stderr)
-        assert result.stderr == ""
-        return result.stdout.splitlines()
-
-    def files(self) -> list[str]:
-        return sorted(path.name for path in self.keys.iterdir())
-
-
-@pytest.fixture
-def cli() -> Iterator[Cli]:
-    root = Path(tempfile.mkdtemp(prefix="cli-keys-", dir="/tmp"))
-    (root / "cwd").mkdir()
-    try:
-        yield Cli(root, root / "cwd", root / "data")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def kid_made_at(moment: float) -> str:
@@ -160,7 +110,7 @@ def test_prune_removes_only_keys_whose_tokens_have_all_expired(cli: Cli) -> None
     recent = plant(cli, kid_made_at(now - 3600))  # replaced 30 s ago; its tokens live 60 s: kept
     previous = plant(cli, kid_made_at(now - 30))  # replaced just now: kept
     current = plant(cli, kid_made_at(now))
-    removed, kept = pruned(cli.ok("keys", "prune"))
+    removed, kept = pruned(cli.ok("keys", "prune", SERVICE__TOKENS__ACCESS_TTL="60s"))
     assert removed == {ancient, old}
     assert kept == {recent, previous, current}
     assert [row[0] for row in listed(cli)] == [recent, previous, current]

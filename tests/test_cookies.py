@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from conftest import PASSWORD, cookie, csrf_token, form_login, jar_snapshot, login, set_cookies, with_value
 from service.web import routes
 from service.web.app import create_app
+from tests.support.cookies import cookie, jar_snapshot, set_cookies, with_value
+from tests.support.sign_in import PASSWORD, csrf_token, form_login, login
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
 ECHO_PATHS = ["/api/echo-cookies", "/echo-cookies", "/authority/echo-cookies", "/auth/echo-cookies"]
@@ -121,10 +122,10 @@ async def test_logout_clears_both_cookies_with_the_attributes_they_were_set_with
     assert cookie(client, "access") is None and cookie(client, "refresh") is None
 
 
-async def test_failed_refresh_clears_both_cookies(client, make_user, browser):
+async def test_failed_refresh_clears_both_cookies(client, make_user, another_client):
     await make_user()
     at_login = set_cookies(await login_response(client))
-    forged = await browser(client, cookies=with_value(jar_snapshot(client), "refresh", "not.a.real.token"))
+    forged = await another_client(client, cookies=with_value(jar_snapshot(client), "refresh", "not.a.real.token"))
     response = await forged.post("/auth/refresh")
     assert response.status == 401
     cleared = set_cookies(response)

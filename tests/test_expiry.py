@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PASSWORD, cookie, csrf_token, jar_snapshot, login, set_cookies
+from tests.support.cookies import cookie, jar_snapshot, set_cookies
+from tests.support.sign_in import PASSWORD, csrf_token, login
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -27,7 +28,7 @@ async def logout(client, headers: dict[str, str], token: str | None = None, **kw
 
 
 @pytest.fixture
-async def timed(make_settings, make_client, make_user):
+async def timed_client(make_settings, make_client, make_user):
     """A signed-in client on a service whose sessions idle out after 10 min and end after 1 h."""
     client = await make_client(of=make_settings(tokens={"access_ttl": "1m"},
                                                 sessions={"idle_timeout": "10m", "absolute_timeout": "1h"}))
@@ -38,10 +39,10 @@ async def timed(make_settings, make_client, make_user):
 
 # --- logout ---
 
-async def test_json_logout_is_204_and_revokes_the_access_jwt_before_its_exp(client, make_user, browser):
+async def test_json_logout_is_204_and_revokes_the_access_jwt_before_its_exp(client, make_user, another_client):
     await make_user()
     await login(client)
-    stolen = await browser(client)  # a copy of both cookies, as an attacker or another tab would hold
+    stolen = await another_client(client)  # a copy of both cookies, as an attacker or another tab would hold
     response = await logout(client, FETCH)
     assert response.status == 204
     assert await api_status(stolen) == 401  # the JWT is cryptographically valid for another minute
@@ -50,10 +51,10 @@ async def test_json_logout_is_204_and_revokes_the_access_jwt_before_its_exp(clie
     assert await refresh_status(stolen) == 401
 
 
-async def test_form_logout_redirects_303_to_the_login_page_and_revokes(client, make_user, browser):
+async def test_form_logout_redirects_303_to_the_login_page_and_revokes(client, make_user, another_client):
     await make_user()
     await login(client)
-    stolen = await browser(client)
+    stolen = await another_client(client)
     response = await logout(client, NAVIGATE, allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == "/login"
@@ -70,19 +71,19 @@ async def test_after_logout_the_browser_is_signed_out(client, make_user):
     assert page.url.path == "/login"
 
 
-async def test_logout_with_an_expired_access_jwt_still_revokes_the_session(client, make_user, browser, clock):
+async def test_logout_with_an_expired_access_jwt_still_revokes_the_session(client, make_user, another_client, clock):
     await make_user()
     token = (await login(client))["csrf_token"]
     clock.advance(2 * MINUTE)
-    stolen = await browser(client)
+    stolen = await another_client(client)
     assert (await logout(client, FETCH, token)).status == 204
     assert await refresh_status(stolen) == 401
 
 
-async def test_logout_ends_only_this_session(client, make_user, browser, authenticator):
+async def test_logout_ends_only_this_session(client, make_user, another_client, authenticator):
     user = await make_user()
     await login(client)
-    phone = await browser(client, cookies=[])
+    phone = await another_client(client, cookies=[])
     phone_session = (await login(phone))["session"]
     assert (await logout(client, FETCH)).status == 204
     assert await api_status(phone) == 200
@@ -97,18 +98,18 @@ async def test_logout_when_not_signed_in_still_clears_cookies(client):
 
 # --- idle timeout ---
 
-async def test_a_session_used_within_the_idle_timeout_lives_on(timed, clock):
-    client, _ = timed
+async def test_a_session_used_within_the_idle_timeout_lives_on(timed_client, clock):
+    client, _ = timed_client
     for _ in range(5):
         clock.advance(9 * MINUTE)
         assert await refresh_status(client) == 200
     assert await api_status(client) == 200
 
 
-async def test_a_session_idle_past_the_idle_timeout_ends(timed, clock, browser):
-    client, _ = timed
+async def test_a_session_idle_past_the_idle_timeout_ends(timed_client, clock, another_client):
+    client, _ = timed_client
     clock.advance(10 * MINUTE + 1)
-    stale = await browser(client)
+    stale = await another_client(client)
     assert await refresh_status(client) == 401
     page = await stale.get("/", headers=NAVIGATE)
     assert [r.status for r in page.history] == [307, 303]
@@ -116,8 +117,8 @@ async def test_a_session_idle_past_the_idle_timeout_ends(timed, clock, browser):
     assert page.url.query["next"] == "/"
 
 
-async def test_an_idle_session_is_deleted_when_it_is_next_presented(timed, clock, authenticator):
-    client, signed = timed
+async def test_an_idle_session_is_deleted_when_it_is_next_presented(timed_client, clock, authenticator):
+    client, signed = timed_client
     clock.advance(10 * MINUTE + 1)
     assert await refresh_status(client) == 401
     assert await authenticator.sessions.list(signed["user"]["id"]) == []
@@ -125,8 +126,8 @@ async def test_an_idle_session_is_deleted_when_it_is_next_presented(timed, clock
 
 # --- absolute timeout ---
 
-async def test_a_session_ends_at_the_absolute_timeout_however_much_it_is_used(timed, clock):
-    client, signed = timed
+async def test_a_session_ends_at_the_absolute_timeout_however_much_it_is_used(timed_client, clock):
+    client, signed = timed_client
     deadline = signed["session_expires"]
     for _ in range(11):  # every 5 minutes, for 55 minutes
         clock.advance(5 * MINUTE)
@@ -141,8 +142,8 @@ async def test_a_session_ends_at_the_absolute_timeout_however_much_it_is_used(ti
     assert page.url.path == "/login"
 
 
-async def test_rotation_never_extends_the_absolute_deadline(timed, clock, authenticator):
-    client, signed = timed
+async def test_rotation_never_extends_the_absolute_deadline(timed_client, clock, authenticator):
+    client, signed = timed_client
     created = (await authenticator.sessions.list(signed["user"]["id"]))[0]
     for _ in range(3):
         clock.advance(5 * MINUTE)
@@ -155,8 +156,8 @@ async def test_rotation_never_extends_the_absolute_deadline(timed, clock, authen
     assert now.idle_deadline > created.idle_deadline
 
 
-async def test_the_last_access_jwt_expires_with_the_session(timed, clock):
-    client, signed = timed
+async def test_the_last_access_jwt_expires_with_the_session(timed_client, clock):
+    client, signed = timed_client
     for _ in range(11):
         clock.advance(5 * MINUTE)
         await refresh_status(client)
@@ -170,10 +171,10 @@ async def test_the_last_access_jwt_expires_with_the_session(timed, clock):
 
 # --- disabled users ---
 
-async def test_a_disabled_user_loses_access_and_refresh_at_once(client, make_user, authenticator, browser):
+async def test_a_disabled_user_loses_access_and_refresh_at_once(client, make_user, authenticator, another_client):
     user = await make_user()
     await login(client)
-    other_device = await browser(client, cookies=[])
+    other_device = await another_client(client, cookies=[])
     await login(other_device)
     # What `python -m service users disable alice` does:
     await authenticator.users.set_disabled(user.id, True)
@@ -207,14 +208,14 @@ async def test_a_re_enabled_user_signs_in_afresh(client, make_user, authenticato
     assert await api_status(client) == 200
 
 
-async def test_a_removed_user_cannot_use_old_cookies(client, make_user, authenticator, browser):
+async def test_a_removed_user_cannot_use_old_cookies(client, make_user, authenticator, another_client):
     user = await make_user()
     await login(client)
     stolen = jar_snapshot(client)
     await authenticator.users.set_disabled(user.id, True)  # as `users remove` does
     await authenticator.logout_everywhere(user.id)
     await authenticator.users.remove(user)
-    ghost = await browser(client, cookies=stolen)
+    ghost = await another_client(client, cookies=stolen)
     assert await api_status(ghost) == 401
     assert await refresh_status(ghost) == 401
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD, login
+from tests.support.sign_in import PASSWORD, login
 
 
 async def _recorded_ip(client) -> str:

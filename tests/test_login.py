@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from conftest import PASSWORD, cookie, form_login, jar_snapshot, login, set_cookies
+from tests.support.cookies import cookie, jar_snapshot, set_cookies
+from tests.support.sign_in import PASSWORD, form_login, login
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
 
@@ -117,19 +118,9 @@ async def test_login_page_when_already_signed_in_never_redirects_offsite(client,
 
 # --- failures look alike ---
 
-@pytest.fixture
-async def failures(client, make_user, authenticator):
-    """One failed sign-in of each kind: unknown user, wrong password, disabled user (right password)."""
-    await make_user("alice")
-    bob = await make_user("bob")
-    await authenticator.users.set_disabled(bob.id, True)
-    return {"unknown user": ("mallory", PASSWORD), "wrong password": ("alice", PASSWORD + "!"),
-            "disabled user": ("bob", PASSWORD)}
-
-
-async def test_json_login_failures_are_indistinguishable(client, failures):
+async def test_json_login_failures_are_indistinguishable(client, failed_sign_ins):
     answers = {}
-    for kind, (name, password) in failures.items():
+    for kind, (name, password) in failed_sign_ins.items():
         response = await client.post("/login", json={"username": name, "password": password})
         assert "Set-Cookie" not in response.headers, kind
         answers[kind] = (response.status, response.content_type, await response.json())
@@ -140,9 +131,9 @@ async def test_json_login_failures_are_indistinguishable(client, failures):
     assert not cookie(client, "access") and not cookie(client, "refresh")
 
 
-async def test_form_login_failures_are_indistinguishable(client, failures):
+async def test_form_login_failures_are_indistinguishable(client, failed_sign_ins):
     pages = {}
-    for kind, (name, password) in failures.items():
+    for kind, (name, password) in failed_sign_ins.items():
         response = await form_login(client, name, password, next="/api/me", headers=NAVIGATE)
         assert "Set-Cookie" not in response.headers, kind
         assert response.status == 401, kind
@@ -245,14 +236,14 @@ async def test_body_just_under_max_body_is_accepted(make_settings, make_client, 
 
 # --- a new sign-in ends the previous session ---
 
-async def test_login_while_signed_in_ends_the_previous_session(client, make_user, browser, authenticator):
+async def test_login_while_signed_in_ends_the_previous_session(client, make_user, another_client, authenticator):
     user = await make_user()
     first = await login(client)
     old_cookies = jar_snapshot(client)
     second = await login(client)
     assert second["session"] != first["session"]
 
-    old = await browser(client, cookies=old_cookies)
+    old = await another_client(client, cookies=old_cookies)
     assert (await old.get("/api/me", allow_redirects=False)).status == 401
     assert (await old.post("/auth/refresh")).status == 401
     assert (await client.get("/api/me")).status == 200
@@ -260,14 +251,14 @@ async def test_login_while_signed_in_ends_the_previous_session(client, make_user
 
 
 async def test_login_with_an_expired_access_token_still_ends_the_previous_session(
-        client, make_user, browser, authenticator, clock):
+        client, make_user, another_client, authenticator, clock):
     user = await make_user()
     await login(client)
     old_cookies = jar_snapshot(client)
     clock.advance(120)  # the access JWT has expired; the session and its refresh token live on
     second = await login(client)
 
-    old = await browser(client, cookies=old_cookies)
+    old = await another_client(client, cookies=old_cookies)
     assert (await old.post("/auth/refresh")).status == 401
     assert [s.session_id for s in await authenticator.sessions.list(user.id)] == [second["session"]]
 

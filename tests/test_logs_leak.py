@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import NAVIGATE, PASSWORD, csrf_token, hidden_field, jar_snapshot, login, set_cookies, with_value
 from service.logs import JsonFormatter, RequestIdFilter
+from tests.support.cookies import jar_snapshot, set_cookies, with_value
+from tests.support.sign_in import NAVIGATE, PASSWORD, csrf_token, hidden_field, login
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -65,7 +66,7 @@ class Secrets:
         return response
 
 
-async def test_no_credential_reaches_any_log_line(make_client, make_user, browser, clock, caplog, rendered):
+async def test_no_credential_reaches_any_log_line(make_client, make_user, another_client, clock, caplog, rendered):
     seen = Secrets()
     await make_user()
     page = await make_client()
@@ -79,10 +80,10 @@ async def test_no_credential_reaches_any_log_line(make_client, make_user, browse
     seen.jar(page)
     seen.add(await csrf_token(page))
     # and with JSON, on the same server; a wrong password in both forms
-    api = await browser(page, cookies=[])
+    api = await another_client(page, cookies=[])
     seen.add((await login(api))["csrf_token"])
     seen.jar(api)
-    stranger = await browser(page, cookies=[])
+    stranger = await another_client(page, cookies=[])
     assert (await stranger.post("/login", json={"username": "alice", "password": WRONG})).status == 401
     stranger_form = hidden_field(await (await stranger.get("/login", headers=NAVIGATE)).text(), "csrf")
     seen.add(stranger_form)
@@ -91,10 +92,10 @@ async def test_no_credential_reaches_any_log_line(make_client, make_user, browse
     assert response.status == 401
     # a forged access cookie, refresh, then the old refresh token replayed after the grace window
     access = next(m.value for m in api.session.cookie_jar if m.key.endswith("access"))
-    forger = await browser(api, cookies=with_value(jar_snapshot(api), "access", access[:-6] + "AAAAAA"))
+    forger = await another_client(api, cookies=with_value(jar_snapshot(api), "access", access[:-6] + "AAAAAA"))
     seen.add(access[:-6] + "AAAAAA")
     assert (await forger.get("/api/me", headers=FETCH)).status == 401
-    thief = await browser(api)
+    thief = await another_client(api)
     assert seen.response(await api.post("/auth/refresh", headers=FETCH)).status == 200
     seen.jar(api)
     clock.advance(GRACE + 1)

@@ -7,7 +7,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PASSWORD, jar_snapshot, login, with_value
+from tests.support.cookies import jar_snapshot, with_value
+from tests.support.sign_in import PASSWORD, login
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -66,12 +67,12 @@ async def test_logins_are_counted_by_outcome_and_throttles_by_window(client, mak
     assert value(samples, "session_throttles_total", scope="user") == 1
 
 
-async def test_refreshes_are_counted_by_outcome(client, make_user, browser, clock):
+async def test_refreshes_are_counted_by_outcome(client, make_user, another_client, clock):
     await make_user()
     await login(client)
-    old_tab, thief = await browser(client), await browser(client)
-    forged = await browser(client, cookies=with_value(jar_snapshot(client), "refresh", "a.b.c.d"))
-    nothing = await browser(client, cookies=[])
+    old_tab, thief = await another_client(client), await another_client(client)
+    forged = await another_client(client, cookies=with_value(jar_snapshot(client), "refresh", "a.b.c.d"))
+    nothing = await another_client(client, cookies=[])
     assert (await client.post("/auth/refresh", headers=FETCH)).status == 200  # rotated
     assert (await old_tab.post("/auth/refresh", headers=FETCH)).status == 200  # its predecessor, in grace
     clock.advance(GRACE + 1)
@@ -85,9 +86,9 @@ async def test_refreshes_are_counted_by_outcome(client, make_user, browser, cloc
         assert value(samples, "session_refreshes_total", outcome=outcome) == count, outcome
 
 
-async def test_revocations_are_counted_by_kind(client, make_user, browser):
+async def test_revocations_are_counted_by_kind(client, make_user, another_client):
     await make_user()
-    laptop, phone, tablet = client, await browser(client, cookies=[]), await browser(client, cookies=[])
+    laptop, phone, tablet = client, await another_client(client, cookies=[]), await another_client(client, cookies=[])
     token = (await login(laptop))["csrf_token"]
     phone_session = (await login(phone))["session"]
     await login(tablet)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,62 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as sync_redis
 from aiohttp.test_utils import TestClient
 
-from conftest import NAVIGATE, jar_snapshot, login, set_cookies
 from service.web import appkeys
-from service.storage.embedded import find_redis_server
 from service.settings import Settings
+from tests.support.cookies import jar_snapshot, set_cookies
+from tests.support.redis_server import RedisServer
+from tests.support.sign_in import NAVIGATE, login
 
 JSON = {"Accept": "application/json"}
 WAIT = 10.0  # seconds: the bound on every wait below
 
 
-class StoppableRedis:
-    """A redis-server of our own on a short unix socket, with an AOF so a restart keeps the data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.socket = directory / "redis.sock"
-        self.url = f"unix://{self.socket}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.process is None
-        self.process = subprocess.Popen(
-            [find_redis_server(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = sync_redis.Redis(unix_socket_path=str(self.socket))
-        deadline = time.monotonic() + WAIT
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except sync_redis.exceptions.ConnectionError:
-                    assert self.process.poll() is None, "the test redis-server exited"
-                    assert time.monotonic() < deadline, "the test redis-server did not start"
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=WAIT)
-
-
 @pytest.fixture
-def own_redis() -> Iterator[StoppableRedis]:
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, with an append-only file, so a restart keeps the data."""
     directory = Path(tempfile.mkdtemp(prefix="out-", dir="/tmp"))
-    server = StoppableRedis(directory)
+    server = RedisServer(directory, persistent=True)
     server.start()
     try:
         yield server
@@ -78,7 +38,7 @@ def own_redis() -> Iterator[StoppableRedis]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def signed_in(policy: str, own_redis: StoppableRedis, make_settings: Callable[..., Settings],
+async def signed_in(policy: str, own_redis: RedisServer, make_settings: Callable[..., Settings],
                     make_user: Callable[..., Awaitable[Any]],
                     make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
     settings = make_settings(redis={"url": own_redis.url, "outage": policy})
@@ -88,7 +48,7 @@ async def signed_in(policy: str, own_redis: StoppableRedis, make_settings: Calla
     return client
 
 
-async def redis_goes_away(client: TestClient, own_redis: StoppableRedis) -> None:
+async def redis_goes_away(client: TestClient, own_redis: RedisServer) -> None:
     """Stop Redis and wait (bounded) until the service has noticed: its revocation channel is deaf,
     so no session check is answered from memory any more."""
     own_redis.stop()
@@ -99,7 +59,7 @@ async def redis_goes_away(client: TestClient, own_redis: StoppableRedis) -> None
         await asyncio.sleep(0.02)
 
 
-async def redis_comes_back(client: TestClient, own_redis: StoppableRedis) -> None:
+async def redis_comes_back(client: TestClient, own_redis: RedisServer) -> None:
     own_redis.start()
     deadline = time.monotonic() + WAIT
     while (await client.get("/readyz")).status != 200:
@@ -134,12 +94,13 @@ async def assert_sign_in_and_refresh_unavailable(client: TestClient, fresh: Test
 
 
 async def test_fail_closed_answers_503_and_keeps_the_cookies(
-        own_redis: StoppableRedis, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
-        make_client: Callable[..., Awaitable[TestClient]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+        own_redis: RedisServer, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
+        make_client: Callable[..., Awaitable[TestClient]],
+        another_client: Callable[..., Awaitable[TestClient]]) -> None:
     client = await signed_in("fail-closed", own_redis, make_settings, make_user, make_client)
     session_id = (await (await client.get("/api/me", headers=JSON)).json())["session"]
     cookies = {m.key: m.value for m in jar_snapshot(client)}
-    fresh = await browser(client, cookies=[])
+    fresh = await another_client(client, cookies=[])
     await redis_goes_away(client, own_redis)
 
     response = await client.get("/api/me", headers=JSON)
@@ -156,12 +117,13 @@ async def test_fail_closed_answers_503_and_keeps_the_cookies(
 
 
 async def test_serve_valid_tokens_lets_a_valid_access_token_through(
-        own_redis: StoppableRedis, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
-        make_client: Callable[..., Awaitable[TestClient]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+        own_redis: RedisServer, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
+        make_client: Callable[..., Awaitable[TestClient]],
+        another_client: Callable[..., Awaitable[TestClient]]) -> None:
     client = await signed_in("serve-valid-tokens", own_redis, make_settings, make_user, make_client)
     session_id = (await (await client.get("/api/me", headers=JSON)).json())["session"]
     cookies = {m.key: m.value for m in jar_snapshot(client)}
-    fresh = await browser(client, cookies=[])
+    fresh = await another_client(client, cookies=[])
     await redis_goes_away(client, own_redis)
 
     response = await client.get("/api/me", headers=JSON)

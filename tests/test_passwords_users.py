@@ -9,7 +9,6 @@ from typing import Any
 import argon2
 import pytest
 
-from conftest import CHEAP_PASSWORDS, PASSWORD
 from service.web.app import build_authenticator
 from service.core.auth import Authenticator, Client
 from service.clock import SettableClock
@@ -18,6 +17,7 @@ from service.core.passwords import MAX_PASSWORD_LENGTH, Passwords
 from service.settings import PasswordSettings, Settings
 from service.storage.client import Redis
 from service.storage.users import check_name
+from tests.support.sign_in import CHEAP_PASSWORDS, PASSWORD
 
 CLIENT = Client(user_agent="pytest", ip="127.0.0.1")
 CHEAP = PasswordSettings(**CHEAP_PASSWORDS)

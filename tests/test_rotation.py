@@ -10,9 +10,10 @@ import hashlib
 
 import pytest
 
-from conftest import cookie, jar_snapshot, login, with_value
 from service.web.app import create_app
 from service.storage.client import KeySpace
+from tests.support.cookies import cookie, jar_snapshot, with_value
+from tests.support.sign_in import login
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
@@ -112,11 +113,11 @@ async def test_only_a_sha256_digest_of_the_refresh_token_is_stored(client, make_
 
 # --- reuse: the immediate predecessor within the grace window, and nothing else ---
 
-async def test_reusing_the_previous_token_within_grace_gives_the_same_successor(client, make_user, browser,
+async def test_reusing_the_previous_token_within_grace_gives_the_same_successor(client, make_user, another_client,
                                                                                 clock):
     await make_user()
     signed = await login(client)
-    old_tab = await browser(client)  # still holds the first refresh token
+    old_tab = await another_client(client)  # still holds the first refresh token
     first = await client.post("/auth/refresh", headers=FETCH)
     clock.advance(GRACE - 1)
     again = await old_tab.post("/auth/refresh", headers=FETCH)
@@ -130,10 +131,10 @@ async def test_reusing_the_previous_token_within_grace_gives_the_same_successor(
 
 
 async def test_reusing_the_previous_token_after_grace_revokes_the_whole_session(
-        client, make_user, browser, clock, authenticator):
+        client, make_user, another_client, clock, authenticator):
     user = await make_user()
     await login(client)
-    thief = await browser(client)  # a copy of the first refresh token
+    thief = await another_client(client)  # a copy of the first refresh token
     assert (await refresh(client))[0] == 200
     clock.advance(GRACE + 1)  # the access JWT (60 s) is still within its exp
     assert (await thief.post("/auth/refresh", headers=FETCH)).status == 401
@@ -144,21 +145,21 @@ async def test_reusing_the_previous_token_after_grace_revokes_the_whole_session(
 
 
 async def test_reusing_the_previous_token_right_at_the_end_of_grace_is_still_forgiven(
-        client, make_user, browser, clock):
+        client, make_user, another_client, clock):
     await make_user()
     await login(client)
-    old_tab = await browser(client)
+    old_tab = await another_client(client)
     assert (await refresh(client))[0] == 200
     clock.advance(GRACE)
     assert (await refresh(old_tab))[0] == 200
     assert await signed_in(client)
 
 
-async def test_reusing_a_grandparent_token_revokes_the_session(client, make_user, browser, clock):
+async def test_reusing_a_grandparent_token_revokes_the_session(client, make_user, another_client, clock):
     # R0 → R1, later R1 → R2; R0 is then two behind: only the immediate predecessor is forgiven.
     await make_user()
     await login(client)
-    grandparent = await browser(client)
+    grandparent = await another_client(client)
     assert (await refresh(client))[0] == 200
     clock.advance(GRACE + 1)
     assert (await refresh(client))[0] == 200
@@ -167,13 +168,13 @@ async def test_reusing_a_grandparent_token_revokes_the_session(client, make_user
     assert (await client.post("/auth/refresh", headers=FETCH)).status == 401
 
 
-async def test_a_token_issued_within_the_grace_window_is_kept_not_rotated_again(client, make_user, browser):
+async def test_a_token_issued_within_the_grace_window_is_kept_not_rotated_again(client, make_user, another_client):
     # A burst reaches the refresh hop in waves (browsers open at most 6 connections per host): the
     # second wave carries R1 while stragglers still carry R0. Rotating R1 again would make R0 a
     # grandparent and revoke the session; instead R1 is kept, and R0 still yields R1.
     await make_user()
     await login(client)
-    first_wave = await browser(client)
+    first_wave = await another_client(client)
     status, r1 = await refresh(client)
     assert status == 200
     status, again = await refresh(client)
@@ -205,12 +206,12 @@ def forge(token: str, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["bad tag", "bad secret", "fresh secret"])
-async def test_a_forged_token_is_401_and_never_revokes_the_real_session(client, make_user, browser, how,
+async def test_a_forged_token_is_401_and_never_revokes_the_real_session(client, make_user, another_client, how,
                                                                         authenticator):
     user = await make_user()
     signed = await login(client)
     forged = forge(cookie(client, "refresh"), how)
-    attacker = await browser(client, cookies=with_value(jar_snapshot(client), "refresh", forged))
+    attacker = await another_client(client, cookies=with_value(jar_snapshot(client), "refresh", forged))
     assert (await attacker.post("/auth/refresh", headers=FETCH)).status == 401
     assert await signed_in(client)
     assert (await refresh(client))[0] == 200
@@ -219,21 +220,21 @@ async def test_a_forged_token_is_401_and_never_revokes_the_real_session(client, 
 
 @pytest.mark.parametrize("garbage", ["", "x", "a.b.c.d", "." * 3, "é" * 40, "A" * 5000,
                                      "eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo"])
-async def test_a_malformed_refresh_token_is_401_not_500(client, make_user, browser, garbage):
+async def test_a_malformed_refresh_token_is_401_not_500(client, make_user, another_client, garbage):
     await make_user()
     await login(client)
-    attacker = await browser(client, cookies=with_value(jar_snapshot(client), "refresh", garbage or None))
+    attacker = await another_client(client, cookies=with_value(jar_snapshot(client), "refresh", garbage or None))
     response = await attacker.post("/auth/refresh", headers=FETCH)
     assert response.status == 401
     assert (await response.json())["error"] == "unauthenticated"
     assert await signed_in(client)
 
 
-async def test_the_access_token_is_not_accepted_as_a_refresh_token(client, make_user, browser):
+async def test_the_access_token_is_not_accepted_as_a_refresh_token(client, make_user, another_client):
     await make_user()
     await login(client)
     swapped = with_value(jar_snapshot(client), "refresh", cookie(client, "access"))
-    attacker = await browser(client, cookies=swapped)
+    attacker = await another_client(client, cookies=swapped)
     assert (await attacker.post("/auth/refresh", headers=FETCH)).status == 401
     assert await signed_in(client)
 
@@ -242,11 +243,11 @@ async def test_the_access_token_is_not_accepted_as_a_refresh_token(client, make_
 
 @pytest.mark.parametrize("route", ["/api/me", "/auth/refresh"])
 async def test_fifty_parallel_refreshes_all_succeed_and_leave_one_session(
-        client, make_user, browser, clock, authenticator, route):
+        client, make_user, another_client, clock, authenticator, route):
     user = await make_user()
     signed = await login(client)
     clock.advance(61)  # every copy carries the same expired access cookie
-    tabs = [await browser(client) for _ in range(50)]
+    tabs = [await another_client(client) for _ in range(50)]
 
     async def call(tab):
         if route == "/auth/refresh":
@@ -278,25 +279,25 @@ async def twins(settings, clock, make_client, make_user):
     return one, two
 
 
-async def test_a_rotation_on_one_instance_is_honoured_on_the_other(twins, browser, clock):
+async def test_a_rotation_on_one_instance_is_honoured_on_the_other(twins, another_client, clock):
     one, two = twins
     signed = await login(one)
     clock.advance(61)
-    on_two = await browser(one, server=two.server)
+    on_two = await another_client(one, server=two.server)
     assert (await refresh(on_two))[0] == 200
-    back_on_one = await browser(on_two, server=one.server)
+    back_on_one = await another_client(on_two, server=one.server)
     me = await (await back_on_one.get("/api/me", headers=FETCH, allow_redirects=False)).json()
     assert me["session"] == signed["session"]
     assert (await refresh(back_on_one))[0] == 200
 
 
-async def test_grace_and_reuse_detection_work_across_instances(twins, browser, clock):
+async def test_grace_and_reuse_detection_work_across_instances(twins, another_client, clock):
     one, two = twins
     await login(one)
-    on_two = await browser(one, server=two.server)
+    on_two = await another_client(one, server=two.server)
     assert (await refresh(on_two))[0] == 200
     # Within the grace window the old token, presented to the other instance, gives the same successor.
-    old_tab = await browser(one)
+    old_tab = await another_client(one)
     assert (await refresh(old_tab))[0] == 200
     assert cookie(old_tab, "refresh") == cookie(on_two, "refresh")
     # After it, the same replay on instance one ends the session everywhere.

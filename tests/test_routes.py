@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from conftest import login
 from service.web import routes
 from service.web.app import create_app
 from service.web.pipeline import require_user
+from tests.support.sign_in import login
 
 
 async def test_a_route_added_outside_the_pipeline_stops_the_app_from_starting(settings, clock, aiohttp_server):

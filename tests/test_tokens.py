@@ -6,12 +6,10 @@ test states exactly which part of the token is wrong.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from service.errors import SettingsError, TokenError, TokenExpired
 from service.core.keyring import KeyRing
 from service.settings import TokenSettings
 from service.core.access_tokens import MAX_TOKEN_LENGTH, TOKEN_TYPE, AccessClaims, TokenCodec
+from tests.support.tokens import DROP, b64, forge_token, hand_made, unb64
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
 ASYMMETRIC = ("EdDSA", "ES256", "RS256")
@@ -47,7 +46,8 @@ def algorithm(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def clock() -> SettableClock:
+def fixed_clock() -> SettableClock:
+    """A clock at a fixed moment (2027-01-15), so that every token's times are known."""
     return SettableClock(1_800_000_000.0)
 
 
@@ -57,8 +57,8 @@ def ring(rings: dict[str, tuple[Path, KeyRing]], algorithm: str) -> KeyRing:
 
 
 @pytest.fixture
-def codec(ring: KeyRing, algorithm: str, clock: SettableClock) -> TokenCodec:
-    return TokenCodec(TokenSettings(algorithm=algorithm, access_ttl=300), ring, clock)  # type: ignore[arg-type]
+def codec(ring: KeyRing, algorithm: str, fixed_clock: SettableClock) -> TokenCodec:
+    return TokenCodec(TokenSettings(algorithm=algorithm, access_ttl=300), ring, fixed_clock)  # type: ignore[arg-type]
 
 
 def mint(codec: TokenCodec, clock: SettableClock) -> tuple[AccessClaims, str]:
@@ -75,41 +75,13 @@ def valid_payload(clock: SettableClock, **changes: Any) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if v is not DROP}
 
 
-DROP = object()
-
-
-def sign(ring: KeyRing, payload: dict[str, Any], **headers: Any) -> str:
-    """A token signed with the ring's real signing key: only what the test changes is wrong.
-
-    Signed by hand with PyJWT's algorithm objects, since ``jwt.encode`` refuses some hostile headers."""
-    key = ring.current
-    header = {"alg": key.algorithm, "kid": key.kid, "typ": TOKEN_TYPE}
-    header.update(headers)
-    header = {k: v for k, v in header.items() if v is not DROP}
-    signer = jwt.get_algorithm_by_name(key.algorithm)
-    return hand_made(header, payload, lambda data: signer.sign(data, key.private))
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hand_made(header: dict[str, Any], payload: dict[str, Any], signer: Callable[[bytes], bytes]) -> str:
-    signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(payload).encode())
-    return signing_input + "." + b64(signer(signing_input.encode()))
-
-
 # --- what verifies ---------------------------------------------------------------------------------
 
-def test_mint_then_verify_roundtrip(codec: TokenCodec, clock: SettableClock, algorithm: str,
+def test_mint_then_verify_roundtrip(codec: TokenCodec, fixed_clock: SettableClock, algorithm: str,
                                     ring: KeyRing) -> None:
-    claims, token = mint(codec, clock)
+    claims, token = mint(codec, fixed_clock)
     assert codec.verify(token) == claims
-    assert claims.expires_at == int(clock()) + 300
+    assert claims.expires_at == int(fixed_clock()) + 300
     header = jwt.get_unverified_header(token)
     assert header["alg"] == algorithm
     assert header["typ"] == "at+jwt"
@@ -118,15 +90,15 @@ def test_mint_then_verify_roundtrip(codec: TokenCodec, clock: SettableClock, alg
     assert {"iss", "aud", "sub", "sid", "jti", "iat", "exp"} <= set(payload)
 
 
-def test_every_token_has_its_own_id(codec: TokenCodec, clock: SettableClock) -> None:
-    first, _ = mint(codec, clock)
-    second, _ = mint(codec, clock)
+def test_every_token_has_its_own_id(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    first, _ = mint(codec, fixed_clock)
+    second, _ = mint(codec, fixed_clock)
     assert first.token_id != second.token_id
 
 
-def test_token_never_outlives_its_session(codec: TokenCodec, clock: SettableClock) -> None:
-    claims = codec.mint(user_id="u-1", session_id="s-1", username="a", not_after=clock() + 10)
-    assert claims.expires_at == int(clock()) + 10
+def test_token_never_outlives_its_session(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    claims = codec.mint(user_id="u-1", session_id="s-1", username="a", not_after=fixed_clock() + 10)
+    assert claims.expires_at == int(fixed_clock()) + 10
 
 
 def test_key_files_are_private(rings: dict[str, tuple[Path, KeyRing]]) -> None:
@@ -144,45 +116,45 @@ def test_ring_is_kept_across_loads(rings: dict[str, tuple[Path, KeyRing]], algor
 
 
 def test_rotated_ring_signs_with_the_new_key_and_still_verifies_old_tokens(tmp_path: Path,
-                                                                          clock: SettableClock) -> None:
+                                                                          fixed_clock: SettableClock) -> None:
     directory = tmp_path / "keys"
     old_ring = keyring.load_or_create(directory, "EdDSA")
-    old_codec = TokenCodec(TokenSettings(), old_ring, clock)
-    old_claims, old_token = mint(old_codec, clock)
+    old_codec = TokenCodec(TokenSettings(), old_ring, fixed_clock)
+    old_claims, old_token = mint(old_codec, fixed_clock)
     new_kid = keyring.add_key(directory, "EdDSA")
     new_ring = keyring.load_or_create(directory, "EdDSA")
     assert new_ring.current.kid == new_kid != old_ring.current.kid
-    codec = TokenCodec(TokenSettings(), new_ring, clock)
-    _, token = mint(codec, clock)
+    codec = TokenCodec(TokenSettings(), new_ring, fixed_clock)
+    _, token = mint(codec, fixed_clock)
     assert jwt.get_unverified_header(token)["kid"] == new_kid
     assert codec.verify(old_token) == old_claims
 
 
-def test_expired_token_raises_token_expired_with_its_claims(codec: TokenCodec, clock: SettableClock) -> None:
-    claims, token = mint(codec, clock)
-    clock.advance(299)
+def test_expired_token_raises_token_expired_with_its_claims(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    claims, token = mint(codec, fixed_clock)
+    fixed_clock.advance(299)
     assert codec.verify(token) == claims
-    clock.advance(1)
+    fixed_clock.advance(1)
     with pytest.raises(TokenExpired) as info:
         codec.verify(token)
     assert info.value.claims == claims
     assert isinstance(info.value, TokenError)
 
 
-def test_leeway_tolerates_clock_skew(ring: KeyRing, algorithm: str, clock: SettableClock) -> None:
-    codec = TokenCodec(TokenSettings(algorithm=algorithm, leeway=5), ring, clock)  # type: ignore[arg-type]
-    claims, token = mint(codec, clock)
-    clock.advance(304)
+def test_leeway_tolerates_clock_skew(ring: KeyRing, algorithm: str, fixed_clock: SettableClock) -> None:
+    codec = TokenCodec(TokenSettings(algorithm=algorithm, leeway=5), ring, fixed_clock)  # type: ignore[arg-type]
+    claims, token = mint(codec, fixed_clock)
+    fixed_clock.advance(304)
     assert codec.verify(token) == claims
-    clock.advance(1)
+    fixed_clock.advance(1)
     with pytest.raises(TokenExpired):
         codec.verify(token)
 
 
 # --- forged and tampered tokens ---------------------------------------------------------------------
 
-def test_tampered_payload_is_rejected(codec: TokenCodec, clock: SettableClock) -> None:
-    _, token = mint(codec, clock)
+def test_tampered_payload_is_rejected(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    _, token = mint(codec, fixed_clock)
     header, payload, signature = token.split(".")
     claims = json.loads(unb64(payload))
     claims["sub"] = "someone-else"
@@ -191,8 +163,8 @@ def test_tampered_payload_is_rejected(codec: TokenCodec, clock: SettableClock) -
     assert not isinstance(info.value, TokenExpired)
 
 
-def test_extended_expiry_is_rejected(codec: TokenCodec, clock: SettableClock) -> None:
-    _, token = mint(codec, clock)
+def test_extended_expiry_is_rejected(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    _, token = mint(codec, fixed_clock)
     header, payload, signature = token.split(".")
     claims = json.loads(unb64(payload))
     claims["exp"] += 10 ** 6
@@ -200,8 +172,8 @@ def test_extended_expiry_is_rejected(codec: TokenCodec, clock: SettableClock) ->
         codec.verify(".".join([header, b64(json.dumps(claims).encode()), signature]))
 
 
-def test_tampered_signature_is_rejected(codec: TokenCodec, clock: SettableClock) -> None:
-    _, token = mint(codec, clock)
+def test_tampered_signature_is_rejected(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    _, token = mint(codec, fixed_clock)
     header, payload, signature = token.split(".")
     raw = bytearray(unb64(signature))
     raw[0] ^= 0x01
@@ -209,16 +181,16 @@ def test_tampered_signature_is_rejected(codec: TokenCodec, clock: SettableClock)
         codec.verify(".".join([header, payload, b64(bytes(raw))]))
 
 
-def test_signature_of_another_token_is_rejected(codec: TokenCodec, clock: SettableClock) -> None:
-    _, first = mint(codec, clock)
-    _, second = mint(codec, clock)
+def test_signature_of_another_token_is_rejected(codec: TokenCodec, fixed_clock: SettableClock) -> None:
+    _, first = mint(codec, fixed_clock)
+    _, second = mint(codec, fixed_clock)
     with pytest.raises(TokenError):
         codec.verify(".".join(first.split(".")[:2] + second.split(".")[2:]))
 
 
 @pytest.mark.parametrize("signature", ["", "AAAA"], ids=["empty signature", "junk signature"])
-def test_alg_none_is_rejected(codec: TokenCodec, clock: SettableClock, ring: KeyRing, signature: str) -> None:
-    unsigned = jwt.encode(valid_payload(clock), None, algorithm="none",
+def test_alg_none_is_rejected(codec: TokenCodec, fixed_clock: SettableClock, ring: KeyRing, signature: str) -> None:
+    unsigned = jwt.encode(valid_payload(fixed_clock), None, algorithm="none",
                           headers={"kid": ring.current.kid, "typ": TOKEN_TYPE})
     assert unsigned.endswith(".")
     with pytest.raises(TokenError):
@@ -227,63 +199,61 @@ def test_alg_none_is_rejected(codec: TokenCodec, clock: SettableClock, ring: Key
 
 @pytest.mark.parametrize("victim", ASYMMETRIC)
 def test_hs256_signed_with_the_public_key_is_rejected(rings: dict[str, tuple[Path, KeyRing]],
-                                                       clock: SettableClock, victim: str) -> None:
+                                                       fixed_clock: SettableClock, victim: str) -> None:
     """Algorithm confusion (CVE-2015-9235 family): the attacker knows the public key from the JWKS
     and uses its bytes as an HMAC secret, hoping the verifier feeds its public key to HMAC."""
     ring = rings[victim][1]
-    codec = TokenCodec(TokenSettings(algorithm=victim), ring, clock)  # type: ignore[arg-type]
+    codec = TokenCodec(TokenSettings(algorithm=victim), ring, fixed_clock)  # type: ignore[arg-type]
     public_pem = ring.current.public.public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
     header = {"alg": "HS256", "typ": TOKEN_TYPE, "kid": ring.current.kid}
     for secret in (public_pem, public_pem.strip()):
-        token = hand_made(header, valid_payload(clock),
+        token = hand_made(header, valid_payload(fixed_clock),
                           lambda data, s=secret: hmac.new(s, data, hashlib.sha256).digest())
         with pytest.raises(TokenError):
             codec.verify(token)
 
 
 def test_token_of_another_algorithm_is_rejected(rings: dict[str, tuple[Path, KeyRing]],
-                                                clock: SettableClock) -> None:
-    codec = TokenCodec(TokenSettings(algorithm="EdDSA"), rings["EdDSA"][1], clock)
+                                                fixed_clock: SettableClock) -> None:
+    codec = TokenCodec(TokenSettings(algorithm="EdDSA"), rings["EdDSA"][1], fixed_clock)
     for other in ("ES256", "RS256", "HS256"):
         with pytest.raises(TokenError):
-            codec.verify(sign(rings[other][1], valid_payload(clock)))
+            codec.verify(forge_token(rings[other][1].current, valid_payload(fixed_clock)))
 
 
 def test_alg_header_not_matching_the_key_is_rejected(rings: dict[str, tuple[Path, KeyRing]],
-                                                     clock: SettableClock) -> None:
+                                                     fixed_clock: SettableClock) -> None:
     """Our kid and our secret, but HS512: the alg is pinned per key, never taken from the token."""
     ring = rings["HS256"][1]
-    codec = TokenCodec(TokenSettings(algorithm="HS256"), ring, clock)
+    codec = TokenCodec(TokenSettings(algorithm="HS256"), ring, fixed_clock)
     header = {"alg": "HS512", "typ": TOKEN_TYPE, "kid": ring.current.kid}
-    token = hand_made(header, valid_payload(clock),
+    token = hand_made(header, valid_payload(fixed_clock),
                       lambda data: hmac.new(ring.current.private, data, hashlib.sha512).digest())
     with pytest.raises(TokenError):
         codec.verify(token)
 
 
 def test_key_of_an_attacker_under_our_kid_is_rejected(codec: TokenCodec, ring: KeyRing, algorithm: str,
-                                                     clock: SettableClock, tmp_path: Path) -> None:
+                                                     fixed_clock: SettableClock, tmp_path: Path) -> None:
     attacker = keyring.load_or_create(tmp_path / "attacker", algorithm)  # type: ignore[arg-type]
-    key = attacker.current
-    token = jwt.encode(valid_payload(clock), key.private, algorithm=key.algorithm,
-                       headers={"kid": ring.current.kid, "typ": TOKEN_TYPE})
+    token = forge_token(attacker.current, valid_payload(fixed_clock), kid=ring.current.kid)
     with pytest.raises(TokenError):
         codec.verify(token)
 
 
 @pytest.mark.parametrize("kid", ["no-such-key", "", 42, None, ["x"], DROP],
                          ids=["unknown", "empty", "number", "null", "list", "missing"])
-def test_unknown_kid_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock, kid: Any) -> None:
+def test_unknown_kid_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock, kid: Any) -> None:
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock), kid=kid))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock), kid=kid))
 
 
 @pytest.mark.parametrize("typ", ["JWT", "jwt", "rt+jwt", "", None, DROP],
                          ids=["JWT", "jwt", "refresh", "empty", "null", "missing"])
-def test_wrong_token_type_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock, typ: Any) -> None:
+def test_wrong_token_type_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock, typ: Any) -> None:
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock), typ=typ))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock), typ=typ))
 
 
 def _attacker_jwk() -> dict[str, Any]:
@@ -300,28 +270,28 @@ def _attacker_jwk() -> dict[str, Any]:
     ("crit", ["exp"]),
 ])
 def test_key_supplying_and_critical_headers_are_rejected(codec: TokenCodec, ring: KeyRing,
-                                                        clock: SettableClock, name: str, value: Any) -> None:
+                                                        fixed_clock: SettableClock, name: str, value: Any) -> None:
     """RFC 8725 §3.10: keys come from our ring only, and no extension we do not understand is honoured;
     these tokens are otherwise perfectly signed by our own key."""
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock), **{name: value}))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock), **{name: value}))
 
 
 @pytest.mark.parametrize(("claim", "value"), [
     ("iss", "https://attacker.example"), ("iss", DROP),
     ("aud", "another-service"), ("aud", ["cookie-session", "another-service"]), ("aud", DROP),
 ])
-def test_wrong_issuer_or_audience_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock,
+def test_wrong_issuer_or_audience_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock,
                                               claim: str, value: Any) -> None:
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock, **{claim: value})))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock, **{claim: value})))
 
 
 @pytest.mark.parametrize("claim", ["sub", "sid", "jti", "iat", "exp"])
-def test_missing_required_claim_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock,
+def test_missing_required_claim_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock,
                                             claim: str) -> None:
     with pytest.raises(TokenError) as info:
-        codec.verify(sign(ring, valid_payload(clock, **{claim: DROP})))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock, **{claim: DROP})))
     assert not isinstance(info.value, TokenExpired)
 
 
@@ -329,27 +299,27 @@ def test_missing_required_claim_is_rejected(codec: TokenCodec, ring: KeyRing, cl
     ("sid", ""), ("sid", 123), ("sid", None), ("sid", "x" * 129), ("sub", ["u"]), ("name", 5),
     ("exp", "soon"), ("exp", True), ("iat", 1.5),
 ])
-def test_ill_typed_claim_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock,
+def test_ill_typed_claim_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock,
                                      claim: str, value: Any) -> None:
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock, **{claim: value})))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock, **{claim: value})))
 
 
-def test_token_issued_in_the_future_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock) -> None:
-    now = int(clock())
+def test_token_issued_in_the_future_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock) -> None:
+    now = int(fixed_clock())
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock, iat=now + 3600, exp=now + 3900)))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock, iat=now + 3600, exp=now + 3900)))
 
 
-def test_token_not_yet_valid_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock) -> None:
+def test_token_not_yet_valid_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock) -> None:
     with pytest.raises(TokenError):
-        codec.verify(sign(ring, valid_payload(clock, nbf=int(clock()) + 3600)))
+        codec.verify(forge_token(ring.current, valid_payload(fixed_clock, nbf=int(fixed_clock()) + 3600)))
 
 
-def test_expired_but_forged_token_is_not_reported_as_expired(codec: TokenCodec, clock: SettableClock) -> None:
+def test_expired_but_forged_token_is_not_reported_as_expired(codec: TokenCodec, fixed_clock: SettableClock) -> None:
     """Only authentic tokens may trigger a refresh; a forged expired one is just an error."""
-    _, token = mint(codec, clock)
-    clock.advance(3600)
+    _, token = mint(codec, fixed_clock)
+    fixed_clock.advance(3600)
     header, payload, signature = token.split(".")
     claims = json.loads(unb64(payload))
     claims["sub"] = "victim"
@@ -358,8 +328,8 @@ def test_expired_but_forged_token_is_not_reported_as_expired(codec: TokenCodec, 
     assert not isinstance(info.value, TokenExpired)
 
 
-def test_oversized_token_is_rejected(codec: TokenCodec, ring: KeyRing, clock: SettableClock) -> None:
-    token = sign(ring, valid_payload(clock, padding="x" * MAX_TOKEN_LENGTH))
+def test_oversized_token_is_rejected(codec: TokenCodec, ring: KeyRing, fixed_clock: SettableClock) -> None:
+    token = forge_token(ring.current, valid_payload(fixed_clock, padding="x" * MAX_TOKEN_LENGTH))
     assert len(token) > MAX_TOKEN_LENGTH
     with pytest.raises(TokenError):
         codec.verify(token)

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from conftest import login, set_cookies
 from service.errors import SettingsError
 from service.web.paths import Paths
+from tests.support.cookies import set_cookies
+from tests.support.sign_in import login
 
 SSO_APP = {"url_prefix": "/sso", "protected_prefixes": "/app, /tools/admin"}
 

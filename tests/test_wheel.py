@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from service import __version__
+from tests.support.ports import free_port
+from tests.support.sign_in import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "service", "templates", "static")
-PASSWORD = "correct horse battery staple"
 SCRIPT = "cookie-session-service"
 
 
@@ -126,13 +127,6 @@ def test_a_missing_template_directory_is_named_as_such_at_start(installed, elsew
     assert result.returncode != 0
     assert "templates/ directory is missing" in result.stderr and "reinstall" in result.stderr
     assert "cannot serve" not in result.stderr and "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_ready(url: str, server: subprocess.Popen[str], timeout: float = 30) -> None:

@@ -9,10 +9,10 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import pytest
-from conftest import PASSWORD
 from playwright.async_api import Cookie, Page, Request, Response
 
-from .conftest import ARTIFACTS, Service
+from tests.support.browser import ARTIFACTS, LiveService
+from tests.support.sign_in import PASSWORD
 
 ACCESS, REFRESH, LOGIN = "__Host-access", "__Secure-refresh", "__Host-login"
 
@@ -39,7 +39,7 @@ async def hops(response: Response) -> list[tuple[str, str, int]]:
     return chain
 
 
-async def sign_in(page: Page, service: Service, next_path: str = "/") -> Response:
+async def sign_in(page: Page, service: LiveService, next_path: str = "/") -> Response:
     """Fill in and submit the real login form; the response the browser lands on."""
     await page.goto(service.url("/login?" + urllib.parse.urlencode({"next": next_path})))
     await page.fill("#username", "alice")
@@ -55,7 +55,7 @@ async def cookies(page: Page) -> dict[str, Cookie]:
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 async def test_signing_in_through_the_form_lands_on_next_with_secure_prefixed_cookies(
-        service: Service, open_page: Callable[[str], Awaitable[Page]], viewport: str) -> None:
+        service: LiveService, open_page: Callable[[str], Awaitable[Page]], viewport: str) -> None:
     page = await open_page(viewport)
     ARTIFACTS.mkdir(exist_ok=True)
     await page.goto(service.url("/login?next=/api/me"))
@@ -75,7 +75,7 @@ async def test_signing_in_through_the_form_lands_on_next_with_secure_prefixed_co
     await page.screenshot(path=ARTIFACTS / f"home-{viewport}.png", full_page=True)
 
 
-async def test_a_wrong_password_shows_the_form_again_with_one_message(service: Service, page: Page) -> None:
+async def test_a_wrong_password_shows_the_form_again_with_one_message(service: LiveService, page: Page) -> None:
     await page.goto(service.url("/login"))
     await page.fill("#username", "alice")
     await page.fill("#password", PASSWORD + "x")
@@ -90,7 +90,7 @@ async def test_a_wrong_password_shows_the_form_again_with_one_message(service: S
 
 
 async def test_cookies_are_httponly_secure_lax_and_the_refresh_cookie_stays_under_auth(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     landed = await sign_in(page, service, "/api/me")
 
     jar = await cookies(page)
@@ -105,7 +105,7 @@ async def test_cookies_are_httponly_secure_lax_and_the_refresh_cookie_stays_unde
 
 
 async def test_an_expired_access_token_is_refreshed_during_a_navigation_without_the_login_page(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/")
     before = await cookies(page)
     service.expire_access_token()
@@ -121,7 +121,7 @@ async def test_an_expired_access_token_is_refreshed_during_a_navigation_without_
 
 
 async def test_fetch_get_and_post_from_page_script_survive_an_expired_access_token(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/test/form")
     service.expire_access_token()
 
@@ -142,7 +142,7 @@ async def test_fetch_get_and_post_from_page_script_survive_an_expired_access_tok
     assert service.echoed == [{"user": "Alice", "content_type": "application/json", "body": body}]
 
 
-async def test_a_form_post_after_expiry_is_applied_exactly_once(service: Service, page: Page) -> None:
+async def test_a_form_post_after_expiry_is_applied_exactly_once(service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/test/form")
     token = await page.evaluate(META_TOKEN)  # the same value as the form's hidden field
     service.expire_access_token()
@@ -162,7 +162,7 @@ async def test_a_form_post_after_expiry_is_applied_exactly_once(service: Service
 
 
 async def test_signing_out_clears_both_cookies_and_the_next_visit_asks_to_sign_in(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/")
 
     async with page.expect_navigation():

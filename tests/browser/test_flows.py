@@ -13,10 +13,10 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from conftest import PASSWORD
 from playwright.async_api import Browser, BrowserContext, Page, Request, Response
 
-from .conftest import ARTIFACTS, VIEWPORTS, Service
+from tests.support.browser import ARTIFACTS, VIEWPORTS, LiveService
+from tests.support.sign_in import PASSWORD
 
 META_TOKEN = "document.querySelector('meta[name=\"csrf-token\"]').content"
 
@@ -79,7 +79,7 @@ async def submit_login(page: Page, name: str = "alice", password: str = PASSWORD
     return await landed.value
 
 
-async def sign_in(page: Page, service: Service, next_path: str = "/") -> Response:
+async def sign_in(page: Page, service: LiveService, next_path: str = "/") -> Response:
     await page.goto(service.url("/login?" + urllib.parse.urlencode({"next": next_path})))
     return await submit_login(page)
 
@@ -89,8 +89,8 @@ async def fetch(page: Page, url: str, init: dict[str, Any] | None = None) -> dic
     return result
 
 
-async def new_page(browser: Browser, viewport: str = "desktop", **options: Any) -> Page:
-    context: BrowserContext = await browser.new_context(**VIEWPORTS[viewport], **options)
+async def new_page(chromium: Browser, viewport: str = "desktop", **options: Any) -> Page:
+    context: BrowserContext = await chromium.new_context(**VIEWPORTS[viewport], **options)
     context.set_default_timeout(10_000)
     return await context.new_page()
 
@@ -99,8 +99,8 @@ async def new_page(browser: Browser, viewport: str = "desktop", **options: Any) 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 async def test_signing_in_at_login_with_next_lands_on_the_account_page(
-        service: Service, browser: Browser, viewport: str) -> None:
-    page = await new_page(browser, viewport)
+        service: LiveService, chromium: Browser, viewport: str) -> None:
+    page = await new_page(chromium, viewport)
     ARTIFACTS.mkdir(exist_ok=True)
     await page.goto(service.url("/login?next=/account"))
     assert await page.input_value("input[name=next]") == "/account"
@@ -125,7 +125,7 @@ async def test_signing_in_at_login_with_next_lands_on_the_account_page(
 # --- 2. working on after the access token expired ---
 
 async def test_after_expiry_links_form_posts_and_page_scripts_just_work(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/")
     assert "Signed in as Alice" in await page.inner_text("main")
     seen = Navigations(page)
@@ -171,7 +171,7 @@ async def test_after_expiry_links_form_posts_and_page_scripts_just_work(
 
 
 async def test_ten_parallel_fetches_after_expiry_all_succeed_and_keep_the_session(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/test/form")
     assert (await fetch(page, "/api/me"))["status"] == 200
 
@@ -198,7 +198,7 @@ async def test_ten_parallel_fetches_after_expiry_all_succeed_and_keep_the_sessio
 
 # --- 3. two tabs, two devices ---
 
-async def test_two_tabs_of_one_browser_both_survive_expiry(service: Service, page: Page) -> None:
+async def test_two_tabs_of_one_browser_both_survive_expiry(service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/")
     other = await page.context.new_page()
     await other.goto(service.url("/account"))
@@ -219,8 +219,8 @@ async def test_two_tabs_of_one_browser_both_survive_expiry(service: Service, pag
     assert len(listed["body"]["sessions"]) == 1
 
 
-async def test_sign_out_everywhere_on_one_device_signs_out_the_others(service: Service, browser: Browser) -> None:
-    laptop, phone, tablet = [await new_page(browser, v) for v in ("desktop", "phone", "desktop")]
+async def test_sign_out_everywhere_on_one_device_signs_out_the_others(service: LiveService, chromium: Browser) -> None:
+    laptop, phone, tablet = [await new_page(chromium, v) for v in ("desktop", "phone", "desktop")]
     for device in (laptop, phone, tablet):
         await sign_in(device, service, "/account")
         assert device.url == service.url("/account")
@@ -245,8 +245,8 @@ async def test_sign_out_everywhere_on_one_device_signs_out_the_others(service: S
 
 # --- 4. JavaScript disabled ---
 
-async def test_with_javascript_disabled_signing_in_and_out_still_work(service: Service, browser: Browser) -> None:
-    page = await new_page(browser, java_script_enabled=False)
+async def test_with_javascript_disabled_signing_in_and_out_still_work(service: LiveService, chromium: Browser) -> None:
+    page = await new_page(chromium, java_script_enabled=False)
 
     landed = await sign_in(page, service, "/")
 
@@ -267,7 +267,7 @@ async def test_with_javascript_disabled_signing_in_and_out_still_work(service: S
 # --- 5. idle past the session's idle timeout ---
 
 async def test_idle_past_the_timeout_the_next_navigation_asks_to_sign_in_and_returns_to_the_page(
-        service: Service, page: Page) -> None:
+        service: LiveService, page: Page) -> None:
     await sign_in(page, service, "/account")
     service.clock.advance(service.settings.sessions.idle_timeout + 1)
 

@@ -13,16 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conftest import hidden_field, set_cookies
-from test_cli import PASSWORD
-
-from .conftest import ACCESS_TTL, Stack
+from tests.support.cookies import set_cookies
+from tests.support.nginx import ACCESS_TTL, Stack
+from tests.support.sign_in import PASSWORD, hidden_field
 
 HTML = {"Accept": "text/html"}
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[aiohttp.ClientSession]:
+async def tls_client() -> AsyncIterator[aiohttp.ClientSession]:
     """A client over TLS (self-signed: not verified) whose jar keeps every cookie, like a browser's."""
     connector = aiohttp.TCPConnector(ssl=False, family=socket.AF_INET)
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
@@ -30,20 +29,20 @@ async def browser() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def sign_in(browser: aiohttp.ClientSession, origin: str) -> dict[str, Any]:
-    async with browser.post(origin + "/sso/login", headers={"Origin": origin},
-                            json={"username": "alice", "password": PASSWORD}) as response:
+async def sign_in(tls_client: aiohttp.ClientSession, origin: str) -> dict[str, Any]:
+    async with tls_client.post(origin + "/sso/login", headers={"Origin": origin},
+                               json={"username": "alice", "password": PASSWORD}) as response:
         assert response.status == 200, await response.text()
         return dict(await response.json())
 
 
-def jar(browser: aiohttp.ClientSession) -> dict[str, str]:
-    return {morsel.key: morsel.value for morsel in browser.cookie_jar}
+def jar(tls_client: aiohttp.ClientSession) -> dict[str, str]:
+    return {morsel.key: morsel.value for morsel in tls_client.cookie_jar}
 
 
-async def test_sign_in_over_tls_sets_secure_prefixed_cookies_with_their_paths(stack: Stack, browser):
-    async with browser.post(stack.origin + "/sso/login", headers={"Origin": stack.origin},
-                            json={"username": "alice", "password": PASSWORD}) as response:
+async def test_sign_in_over_tls_sets_secure_prefixed_cookies_with_their_paths(stack: Stack, tls_client):
+    async with tls_client.post(stack.origin + "/sso/login", headers={"Origin": stack.origin},
+                               json={"username": "alice", "password": PASSWORD}) as response:
         assert response.status == 200, await response.text()  # the Origin check saw nginx's https origin
         cookies = set_cookies(response)
         assert "max-age" in response.headers["Strict-Transport-Security"]
@@ -53,70 +52,71 @@ async def test_sign_in_over_tls_sets_secure_prefixed_cookies_with_their_paths(st
         assert morsel["secure"] and morsel["httponly"] and not morsel["domain"]
 
 
-async def test_the_login_form_through_nginx_returns_to_the_protected_app(stack: Stack, browser):
-    async with browser.get(stack.origin + "/app/page?x=1&y=2", headers=HTML, allow_redirects=False) as response:
+async def test_the_login_form_through_nginx_returns_to_the_protected_app(stack: Stack, tls_client):
+    async with tls_client.get(stack.origin + "/app/page?x=1&y=2", headers=HTML, allow_redirects=False) as response:
         assert response.status == 302
         login = urllib.parse.urlsplit(response.headers["Location"])
     assert login.path == "/sso/login"
     assert urllib.parse.parse_qs(login.query)["next"] == ["/app/page?x=1&y=2"]
-    async with browser.get(stack.origin + "/sso/login?" + login.query, headers=HTML) as response:
+    async with tls_client.get(stack.origin + "/sso/login?" + login.query, headers=HTML) as response:
         assert response.status == 200
         form = await response.text()
     fields = {"username": "alice", "password": PASSWORD, "csrf": hidden_field(form, "csrf"),
               "next": hidden_field(form, "next")}
-    async with browser.post(stack.origin + "/sso/login", data=fields, headers={**HTML, "Origin": stack.origin},
-                            allow_redirects=False) as response:
+    async with tls_client.post(stack.origin + "/sso/login", data=fields, headers={**HTML, "Origin": stack.origin},
+                               allow_redirects=False) as response:
         assert response.status == 303, await response.text()
         assert response.headers["Location"] == "/app/page?x=1&y=2"
-    async with browser.get(stack.origin + "/app/page?x=1&y=2", headers={**HTML, "X-Auth-User": "mallory"}) as response:
+    async with tls_client.get(stack.origin + "/app/page?x=1&y=2",
+                              headers={**HTML, "X-Auth-User": "mallory"}) as response:
         assert response.status == 200
         seen = await response.json()
     assert seen["path"] == "/app/page?x=1&y=2"
     assert seen["X-Auth-User"] == "alice" and seen["X-Auth-Subject"] and seen["X-Auth-Session"]
 
 
-async def test_the_protected_app_is_unreachable_signed_out(stack: Stack, browser):
-    async with browser.get(stack.origin + "/app/page", headers={**HTML, "X-Auth-User": "alice"}) as response:
+async def test_the_protected_app_is_unreachable_signed_out(stack: Stack, tls_client):
+    async with tls_client.get(stack.origin + "/app/page", headers={**HTML, "X-Auth-User": "alice"}) as response:
         assert response.status == 200
         assert response.url.path == "/sso/login"  # the login page, not the app
         assert "X-Auth-User" not in await response.text()
-    async with browser.post(stack.origin + "/app/form", data={"a": "1"}, allow_redirects=False) as response:
+    async with tls_client.post(stack.origin + "/app/form", data={"a": "1"}, allow_redirects=False) as response:
         assert response.status == 307  # 307 so that a form POST would be replayed with its body
-    async with browser.get(stack.origin + "/sso/auth/verify") as response:
+    async with tls_client.get(stack.origin + "/sso/auth/verify") as response:
         assert response.status == 404  # internal to nginx
-    async with browser.get(stack.origin + "/sso/metrics") as response:
+    async with tls_client.get(stack.origin + "/sso/metrics") as response:
         assert response.status == 404  # scraped per instance, never through the public site
 
 
-async def test_plain_http_redirects_to_https(stack: Stack, browser):
-    async with browser.get(f"http://localhost:{stack.http_port}/app/page", allow_redirects=False) as response:
+async def test_plain_http_redirects_to_https(stack: Stack, tls_client):
+    async with tls_client.get(f"http://localhost:{stack.http_port}/app/page", allow_redirects=False) as response:
         assert response.status == 301
         assert response.headers["Location"] == "https://localhost/app/page"
 
 
-async def test_the_protected_app_survives_access_expiry_through_the_refresh_hop(stack: Stack, browser):
-    session = (await sign_in(browser, stack.origin))["session"]
-    before = jar(browser)
+async def test_the_protected_app_survives_access_expiry_through_the_refresh_hop(stack: Stack, tls_client):
+    session = (await sign_in(tls_client, stack.origin))["session"]
+    before = jar(tls_client)
     await asyncio.sleep(ACCESS_TTL + 0.5)  # real time: the service runs in another process
-    async with browser.post(stack.origin + "/app/form", data={"note": "once"},
-                            headers={**HTML, "Origin": stack.origin}) as response:
+    async with tls_client.post(stack.origin + "/app/form", data={"note": "once"},
+                               headers={**HTML, "Origin": stack.origin}) as response:
         assert response.status == 200, await response.text()
         seen = await response.json()
         hops = [(r.status, r.url.path) for r in response.history]
     assert hops == [(307, "/app/form"), (307, "/sso/auth/refresh")]  # nginx → refresh → back, body replayed
     assert (seen["method"], seen["body"], seen["X-Auth-Session"]) == ("POST", "note=once", session)
-    after = jar(browser)
+    after = jar(tls_client)
     assert after["__Host-access"] != before["__Host-access"]
     assert after["__Secure-refresh"] != before["__Secure-refresh"]
-    async with browser.get(stack.origin + "/app/page", headers=HTML, allow_redirects=False) as response:
+    async with tls_client.get(stack.origin + "/app/page", headers=HTML, allow_redirects=False) as response:
         assert response.status == 200
         assert (await response.json())["X-Auth-Session"] == session
 
 
-async def test_a_get_after_expiry_is_redirected_through_refresh_and_back(stack: Stack, browser):
-    session = (await sign_in(browser, stack.origin))["session"]
+async def test_a_get_after_expiry_is_redirected_through_refresh_and_back(stack: Stack, tls_client):
+    session = (await sign_in(tls_client, stack.origin))["session"]
     await asyncio.sleep(ACCESS_TTL + 0.5)
-    async with browser.get(stack.origin + "/app/page?q=a%20b", headers=HTML) as response:
+    async with tls_client.get(stack.origin + "/app/page?q=a%20b", headers=HTML) as response:
         assert response.status == 200
         seen = await response.json()
         hops = [(r.status, r.url.path) for r in response.history]
@@ -124,23 +124,23 @@ async def test_a_get_after_expiry_is_redirected_through_refresh_and_back(stack: 
     assert seen["path"] == "/app/page?q=a%20b" and seen["X-Auth-Session"] == session
 
 
-async def test_two_instances_share_sessions_and_sign_out(stack: Stack, browser):
+async def test_two_instances_share_sessions_and_sign_out(stack: Stack, tls_client):
     one, two = stack.pinned_origin(0), stack.pinned_origin(1)
-    body = await sign_in(browser, one)
-    async with browser.get(two + "/sso/api/me") as response:  # cookies are per host, not per port
+    body = await sign_in(tls_client, one)
+    async with tls_client.get(two + "/sso/api/me") as response:  # cookies are per host, not per port
         assert response.status == 200
         assert (await response.json())["session"] == body["session"]
-    async with browser.get(two + "/app/page", headers=HTML) as response:
+    async with tls_client.get(two + "/app/page", headers=HTML) as response:
         assert response.status == 200 and (await response.json())["X-Auth-Session"] == body["session"]
-    copy = {"Cookie": "; ".join(f"{k}={v}" for k, v in jar(browser).items())}  # kept from before signing out
-    async with browser.get(one + "/sso/api/me", headers=copy) as response:
+    copy = {"Cookie": "; ".join(f"{k}={v}" for k, v in jar(tls_client).items())}  # kept from before signing out
+    async with tls_client.get(one + "/sso/api/me", headers=copy) as response:
         assert response.status == 200
-    async with browser.post(two + "/sso/logout", headers={"Origin": two, "X-CSRF-Token": body["csrf_token"],
-                                                          "Accept": "application/json"}) as response:
+    async with tls_client.post(two + "/sso/logout", headers={"Origin": two, "X-CSRF-Token": body["csrf_token"],
+                                                             "Accept": "application/json"}) as response:
         assert response.status == 204, await response.text()
-    assert "__Host-access" not in jar(browser)
-    async with browser.get(one + "/sso/api/me", headers=copy) as response:  # at once, on the other instance
+    assert "__Host-access" not in jar(tls_client)
+    async with tls_client.get(one + "/sso/api/me", headers=copy) as response:  # at once, on the other instance
         assert response.status == 401
-    async with browser.get(one + "/app/page", headers={**HTML, **copy}, allow_redirects=False) as response:
+    async with tls_client.get(one + "/app/page", headers={**HTML, **copy}, allow_redirects=False) as response:
         assert response.status == 302
         assert urllib.parse.urlsplit(response.headers["Location"]).path == "/sso/login"

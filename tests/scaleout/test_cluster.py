@@ -9,17 +9,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import login
 from service.settings import Settings
+from tests.support.redis_groups import Cluster
+from tests.support.sign_in import login
 
-from .conftest import Cluster
+pytestmark = pytest.mark.parametrize("backend", ["cluster"], indirect=True)
 
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
-
-
-@pytest.fixture
-def backend(cluster: Cluster) -> Cluster:
-    return cluster
 
 
 async def test_every_key_of_one_user_is_in_one_slot(

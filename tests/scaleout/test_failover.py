@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import PASSWORD, cookie, set_cookies
 from service.web import appkeys
 from service.core import revocations
 from service.web.app import create_app
 from service.settings import Settings
+from tests.support.cookies import cookie, set_cookies
+from tests.support.redis_groups import SentinelGroup
+from tests.support.sign_in import PASSWORD
 
-from .conftest import SentinelGroup
+pytestmark = pytest.mark.parametrize("backend", ["sentinel"], indirect=True)
 
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
 WAIT = 20.0  # seconds: the bound on every wait below
@@ -28,14 +30,15 @@ OK_OR_UNAVAILABLE = {200, 503}
 
 
 @pytest.fixture
-def backend(sentinel: SentinelGroup) -> SentinelGroup:
-    return sentinel
+def failover_settings(make_settings: Callable[..., Settings]) -> Settings:
+    # Sign-ins cut short by the failover must not fill the failed-sign-in windows of this one client.
+    return make_settings(throttle={"per_user": 1000, "per_ip": 1000})
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    # Sign-ins cut short by the failover must not fill the failed-sign-in windows of this one client.
-    return make_settings(throttle={"per_user": 1000, "per_ip": 1000})
+async def failover_client(make_client: Callable[..., Awaitable[TestClient]], failover_settings: Settings) -> TestClient:
+    """A client of an instance on :func:`failover_settings`."""
+    return await make_client(of=failover_settings)
 
 
 async def sign_in(client: TestClient, name: str) -> int:
@@ -58,12 +61,13 @@ async def until_ready(client: TestClient) -> None:
 
 
 async def test_a_primary_failover_loses_no_acknowledged_session(
-        sentinel: SentinelGroup, settings: Settings, clock: Any, make_client: Callable[..., Awaitable[TestClient]],
-        make_user: Callable[..., Awaitable[Any]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+        sentinel: SentinelGroup, failover_settings: Settings, clock: Any,
+        make_client: Callable[..., Awaitable[TestClient]], make_user: Callable[..., Awaitable[Any]],
+        another_client: Callable[..., Awaitable[TestClient]]) -> None:
     names = [f"user{n}" for n in range(4)]
     for name in names:
         await make_user(name)
-    watcher = await make_client(create_app(settings, clock=clock))
+    watcher = await make_client(create_app(failover_settings, clock=clock))
     assert await sign_in(watcher, "user0") == 200
     acknowledged: list[tuple[TestClient, str]] = []  # clients whose sign-in was answered 200, and its session
     seen: list[int] = []
@@ -71,7 +75,7 @@ async def test_a_primary_failover_loses_no_acknowledged_session(
 
     async def sign_ins(name: str) -> None:
         while not stop.is_set():
-            client = await browser(watcher, cookies=[])  # another browser on the same instance
+            client = await another_client(watcher, cookies=[])  # another browser on the same instance
             response = await client.post("/login", json={"username": name, "password": PASSWORD})
             seen.append(response.status)
             if response.status == 200:
@@ -109,9 +113,9 @@ async def test_a_primary_failover_loses_no_acknowledged_session(
     assert 503 in seen  # the failover was noticed: meanwhile requests were refused, never failed
 
     # Every acknowledged session works on the new primary, seen by an instance with no memory of it.
-    fresh = await make_client(create_app(settings, clock=clock))
+    fresh = await make_client(create_app(failover_settings, clock=clock))
     for client, session in acknowledged:
-        elsewhere = await browser(client, server=fresh.server)
+        elsewhere = await another_client(client, server=fresh.server)
         assert await me(elsewhere) == (200, session)
         refreshed = await elsewhere.post("/auth/refresh", headers=FETCH)
         assert refreshed.status == 200, await refreshed.text()
@@ -119,21 +123,22 @@ async def test_a_primary_failover_loses_no_acknowledged_session(
 
 
 async def test_a_silent_primary_cannot_leave_a_revoked_session_honoured(
-        sentinel: SentinelGroup, settings: Settings, clock: Any, make_client: Callable[..., Awaitable[TestClient]],
-        make_user: Callable[..., Awaitable[Any]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+        sentinel: SentinelGroup, failover_settings: Settings, clock: Any,
+        make_client: Callable[..., Awaitable[TestClient]], make_user: Callable[..., Awaitable[Any]],
+        another_client: Callable[..., Awaitable[TestClient]]) -> None:
     """The primary stops answering without closing a connection (SIGSTOP: a hung host, a network
     partition). Instance two's subscription is then deaf without knowing it; its own heartbeat not
     coming back makes it ask Redis again, so a sign-out made on the new primary reaches it."""
     await make_user()
-    one = await make_client(create_app(settings, clock=clock))
-    two = await make_client(create_app(settings, clock=clock))
+    one = await make_client(create_app(failover_settings, clock=clock))
+    two = await make_client(create_app(failover_settings, clock=clock))
     two_view = two.server.app[appkeys.authenticator].revocations
     deadline = time.monotonic() + WAIT
     while not two_view.subscribed:
         assert time.monotonic() < deadline, "instance two never subscribed"
         await asyncio.sleep(0.02)
     assert await sign_in(one, "alice") == 200
-    on_two = await browser(one, server=two.server)
+    on_two = await another_client(one, server=two.server)
     assert (await me(on_two))[0] == 200  # now remembered as live by instance two
 
     old = sentinel.primary()
@@ -169,35 +174,35 @@ async def csrf_token_retrying(client: TestClient) -> str:
 
 
 async def test_a_write_no_replica_confirms_is_answered_503_not_acknowledged(
-        sentinel: SentinelGroup, client: TestClient, make_client: Callable[..., Awaitable[TestClient]],
-        make_user: Callable[..., Awaitable[Any]]) -> None:
+        sentinel: SentinelGroup, failover_client: TestClient, failover_settings: Settings,
+        make_client: Callable[..., Awaitable[TestClient]], make_user: Callable[..., Awaitable[Any]]) -> None:
     await make_user()
-    assert await sign_in(client, "alice") == 200
-    session = (await me(client))[1]
-    refresh_token = cookie(client, "refresh")
+    assert await sign_in(failover_client, "alice") == 200
+    session = (await me(failover_client))[1]
+    refresh_token = cookie(failover_client, "refresh")
     replicas = sentinel.replicas()
     for port in replicas:
         sentinel.signal(port, signal.SIGSTOP)
     try:
-        newcomer = await make_client()
+        newcomer = await make_client(of=failover_settings)
         assert await sign_in(newcomer, "alice") == 503  # no cookies: checked by sign_in
-        rotation = await client.post("/auth/refresh", headers=FETCH)
+        rotation = await failover_client.post("/auth/refresh", headers=FETCH)
         assert rotation.status == 503 and set_cookies(rotation) == {}
-        assert await me(client) == (200, session)  # reads need no replica
+        assert await me(failover_client) == (200, session)  # reads need no replica
     finally:
         for port in replicas:
             sentinel.signal(port, signal.SIGCONT)
     sentinel.wait_healthy()
-    assert cookie(client, "refresh") == refresh_token
-    assert (await client.post("/auth/refresh", headers=FETCH)).status == 200
+    assert cookie(failover_client, "refresh") == refresh_token
+    assert (await failover_client.post("/auth/refresh", headers=FETCH)).status == 200
     assert await sign_in(newcomer, "alice") == 200
 
 
 async def test_a_primary_that_forgot_the_scripts_still_answers(
-        sentinel: SentinelGroup, client: TestClient, make_user: Callable[..., Awaitable[Any]]) -> None:
+        sentinel: SentinelGroup, failover_client: TestClient, make_user: Callable[..., Awaitable[Any]]) -> None:
     """A primary restarted empty, or promoted without the script cache, is sent each script again."""
     await make_user()
-    assert await sign_in(client, "alice") == 200
+    assert await sign_in(failover_client, "alice") == 200
     sentinel.ask(sentinel.primary(), "SCRIPT", "FLUSH")
-    assert (await client.post("/auth/refresh", headers=FETCH)).status == 200
-    assert await sign_in(client, "alice") == 200
+    assert (await failover_client.post("/auth/refresh", headers=FETCH)).status == 200
+    assert await sign_in(failover_client, "alice") == 200

@@ -5,19 +5,18 @@ instance honours within 100 ms. Each test runs once per backend (see conftest.py
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from conftest import CHEAP_PASSWORDS, NAVIGATE, PASSWORD, cookie, login
 from service.web import appkeys
 from service.web.app import create_app
 from service.settings import Settings
+from tests.support.cli import Cli
+from tests.support.cookies import cookie
+from tests.support.sign_in import NAVIGATE, PASSWORD, login
 
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
 ACCESS_TTL = 60  # seconds: the shared make_settings's tokens.access_ttl
@@ -72,10 +71,10 @@ async def test_an_expired_access_token_is_refreshed_through_the_307_hop(
 
 
 async def test_rotation_and_reuse_detection(client: TestClient, make_user: Callable[..., Awaitable[Any]],
-                                            browser: Callable[..., Awaitable[TestClient]], clock: Any) -> None:
+                                            another_client: Callable[..., Awaitable[TestClient]], clock: Any) -> None:
     await make_user()
     await login(client)
-    thief = await browser(client)  # a copy of the first refresh token
+    thief = await another_client(client)  # a copy of the first refresh token
     assert (await client.post("/auth/refresh", headers=FETCH)).status == 200
     assert cookie(client, "refresh") != cookie(thief, "refresh")
     clock.advance(GRACE + 1)
@@ -103,14 +102,14 @@ async def test_sign_out_everywhere_ends_every_session(make_client: Callable[...,
 
 async def test_a_sign_out_on_one_instance_reaches_another_within_100_ms(
         settings: Settings, clock: Any, make_client: Callable[..., Awaitable[TestClient]],
-        make_user: Callable[..., Awaitable[Any]], browser: Callable[..., Awaitable[TestClient]]) -> None:
+        make_user: Callable[..., Awaitable[Any]], another_client: Callable[..., Awaitable[TestClient]]) -> None:
     await make_user()
     one = await make_client(create_app(settings, clock=clock))
     two = await make_client(create_app(settings, clock=clock))
     await subscribed(one)
     await subscribed(two)
     await login(one)
-    on_two = await browser(one, server=two.server)
+    on_two = await another_client(one, server=two.server)
     assert (await me(on_two))[0] == 200  # instance two now holds the session as live in memory
     assert (await me(on_two))[0] == 200
     assert (await one.post("/logout", headers={**FETCH, "X-CSRF-Token": await csrf(one)})).status == 204
@@ -123,15 +122,12 @@ async def csrf(client: TestClient) -> str:
 
 async def test_the_cli_adds_a_user_who_can_then_sign_in(settings: Settings, client: TestClient) -> None:
     """An operator runs ``users add`` against the same ``redis.url``; the new user signs in."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SERVICE__")}
-    env.update({f"SERVICE__PASSWORDS__{key.upper()}": str(value) for key, value in CHEAP_PASSWORDS.items()})
-    env.update(SERVICE__REDIS__URL=settings.redis.url, SERVICE__REDIS__KEY_PREFIX=settings.redis.key_prefix,
-               SERVICE__REDIS__REPLICA_ACKS=str(settings.redis.replica_acks),
-               SERVICE__STORAGE__DATA_DIR=str(settings.storage.data_dir))
+    data_dir = settings.storage.data_dir
+    cli = Cli(data_dir.parent, data_dir.parent, data_dir)
+    env = cli.env(SERVICE__REDIS__URL=settings.redis.url, SERVICE__REDIS__KEY_PREFIX=settings.redis.key_prefix,
+                  SERVICE__REDIS__REPLICA_ACKS=str(settings.redis.replica_acks))
     for args in (["users", "add", "Grace", "--password-stdin"], ["users", "list"]):
-        result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service", *args], env=env,
-                                         input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-                                         cwd=settings.storage.data_dir.parent)
+        result = await asyncio.to_thread(cli.run, *args, env=env, stdin=PASSWORD + "\n")
         assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Grace\tactive")
     assert (await login(client, "grace"))["session"]

@@ -15,26 +15,27 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
-from aiohttp import CookieJar, DummyCookieJar, web
+from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import cookie, jar_snapshot, login, raw_exchange, set_cookies, with_value
 from service.core import keyring
 from service.core.keyring import KeyRing, SigningKey
 from service.settings import Settings
+from tests.support.cookies import browser_jar, cookie, jar_snapshot, set_cookies, with_value
+from tests.support.raw_http import raw_exchange
+from tests.support.sign_in import login
+from tests.support.tokens import DROP, b64, forge_token, hand_made, unb64
 
 ACCESS = "__Host-access"
 JSON_GET = {"Accept": "application/json"}
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document",
             "Accept": "text/html,application/xhtml+xml"}
-DROP = object()  # a header or claim left out of a hand-made token
 TRACEBACK_MARKERS = ("Traceback", 'File "', "Error:", "Exception")
 
 
@@ -72,28 +73,8 @@ class Scene:
     def sign(self, payload: dict[str, Any] | bytes, *, key: SigningKey | None = None,
              **header: Any) -> str:
         """A token signed with the service's own current key (or ``key``): only what the test
-        changes is wrong. Signed by hand, since ``jwt.encode`` refuses some hostile headers."""
-        key = key or self.ring.current
-        fields = {"alg": key.algorithm, "kid": key.kid, "typ": "at+jwt"}
-        fields.update(header)
-        fields = {name: value for name, value in fields.items() if value is not DROP}
-        signer = jwt.get_algorithm_by_name(key.algorithm)
-        return hand_made(fields, payload, lambda data: signer.sign(data, key.private))
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hand_made(header: dict[str, Any], payload: dict[str, Any] | bytes,
-              signer: Callable[[bytes], bytes]) -> str:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    signing_input = b64(json.dumps(header).encode()) + "." + b64(body)
-    return signing_input + "." + b64(signer(signing_input.encode()))
+        changes is wrong."""
+        return forge_token(key or self.ring.current, payload, **header)
 
 
 async def stored(redis: Any, prefix: str) -> dict[bytes, Any]:
@@ -121,7 +102,7 @@ async def scene(make_client, make_user, settings, clock, redis_client, aiohttp_c
     await make_user("alice")
     await make_user("mallory")
     victim = await make_client()
-    attacker = await aiohttp_client(victim.server, cookie_jar=_browser_jar(victim))
+    attacker = await aiohttp_client(victim.server, cookie_jar=browser_jar(victim.server.port))
     alice = await login(victim, "alice")
     mallory = await login(attacker, "mallory")
     stranger = await aiohttp_client(victim.server, cookie_jar=DummyCookieJar())
@@ -129,10 +110,6 @@ async def scene(make_client, make_user, settings, clock, redis_client, aiohttp_c
     assert ring is not None
     before = await stored(redis_client, settings.redis.key_prefix)
     return Scene(settings, clock, redis_client, ring, victim, attacker, stranger, alice, mallory, before)
-
-
-def _browser_jar(like: TestClient) -> CookieJar:
-    return CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{like.server.port}"])
 
 
 # --- what a refusal looks like ------------------------------------------------------------------------
@@ -511,12 +488,12 @@ async def test_long_expired_token_without_a_refresh_cookie_ends_on_the_login_pag
 
 
 async def test_expired_token_of_the_victim_refreshed_with_the_attackers_refresh_cookie_yields_the_attacker(
-        scene, browser):
+        scene, another_client):
     """Anchors B.22: identity after a refresh comes only from the server-side refresh record. mallory
     puts an (authentic, expired) token of alice's next to her own refresh cookie: she comes back as
     mallory, and alice's session is untouched."""
     expired = scene.sign(scene.claims_of("alice", iat=scene.now - 120, exp=scene.now - 60))
-    mallory = await browser(scene.attacker, cookies=with_value(jar_snapshot(scene.attacker), "access", expired))
+    mallory = await another_client(scene.attacker, cookies=with_value(jar_snapshot(scene.attacker), "access", expired))
     response = await mallory.get("/api/me", headers=JSON_GET)
     assert response.status == 200
     me = await response.json()

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from conftest import (PASSWORD, cookie, csrf_token, form_login, hidden_field, jar_snapshot, login, login_token,
-                      set_cookies)
 from service.web import routes
 from service.web.app import create_app
 from service.web.pipeline import require_user
+from tests.support.cookies import cookie, jar_snapshot, set_cookies
+from tests.support.sign_in import PASSWORD, csrf_token, form_login, hidden_field, login, login_token
 
 NEW_PASSWORD = "a brand new passphrase"
 EVIL = "https://evil.example"
@@ -131,15 +131,15 @@ class Site:
 
 
 @pytest.fixture
-async def site(settings, clock, make_client, make_user, redis_client, authenticator, browser) -> Site:
+async def csrf_site(settings, clock, make_client, make_user, redis_client, authenticator, another_client) -> Site:
     site = Site(redis_client, settings.redis.key_prefix, authenticator)
     app = create_app(settings, clock=clock)
     routes.add(app, "POST", "/probe", site.probe, "probe")
     await make_user("alice")
     await make_user("mallory")
     site.victim = await make_client(app)
-    site.phone = await browser(site.victim, cookies=[])
-    site.mallory = await browser(site.victim, cookies=[])
+    site.phone = await another_client(site.victim, cookies=[])
+    site.mallory = await another_client(site.victim, cookies=[])
     site.signed = {"victim": await login(site.victim, "alice"), "phone": await login(site.phone, "alice"),
                    "mallory": await login(site.mallory, "mallory")}
     site.devices = [site.victim, site.phone, site.mallory]
@@ -147,11 +147,11 @@ async def site(settings, clock, make_client, make_user, redis_client, authentica
 
 
 @pytest.fixture
-def fresh(site, browser):
+def fresh(csrf_site, another_client):
     """A new browser on the site, with no cookies yet."""
 
     async def make() -> Any:
-        return await browser(site.victim, cookies=[])
+        return await another_client(csrf_site.victim, cookies=[])
 
     return make
 
@@ -169,102 +169,104 @@ async def assert_refused(response: Any) -> None:
 # --- forged requests on the routes that act on a session --------------------------------------------
 
 @pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES.keys())
-async def test_forged_request_without_a_token_is_refused(site, route):
-    await site.remember()
-    await assert_refused(await site.request(site.victim, route, None))
-    await site.assert_nothing_changed()
+async def test_forged_request_without_a_token_is_refused(csrf_site, route):
+    await csrf_site.remember()
+    await assert_refused(await csrf_site.request(csrf_site.victim, route, None))
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES.keys())
 @pytest.mark.parametrize("token", ["", "x", "A" * 43, "not-the-token-" * 3, "A" * 5000],
                          ids=["empty", "one char", "right shape", "guess", "oversized"])
-async def test_forged_request_with_a_wrong_token_is_refused(site, route, token):
-    await site.remember()
-    await assert_refused(await site.request(site.victim, route, token))
-    await site.assert_nothing_changed()
+async def test_forged_request_with_a_wrong_token_is_refused(csrf_site, route, token):
+    await csrf_site.remember()
+    await assert_refused(await csrf_site.request(csrf_site.victim, route, token))
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES.keys())
 @pytest.mark.parametrize("whose", ["mallory", "phone"], ids=["the attacker's own session",
                                                               "the victim's other session"])
-async def test_forged_request_with_the_token_of_another_session_is_refused(site, route, whose):
-    await site.remember()
-    await assert_refused(await site.request(site.victim, route, site.signed[whose]["csrf_token"]))
-    await site.assert_nothing_changed()
+async def test_forged_request_with_the_token_of_another_session_is_refused(csrf_site, route, whose):
+    await csrf_site.remember()
+    await assert_refused(await csrf_site.request(csrf_site.victim, route, csrf_site.signed[whose]["csrf_token"]))
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES.keys())
 @pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-async def test_cross_site_request_is_refused_even_with_the_right_token(site, route, signal):
-    await site.remember()
-    await assert_refused(await site.request(site.victim, route, site.signed["victim"]["csrf_token"], signal))
-    await site.assert_nothing_changed()
+async def test_cross_site_request_is_refused_even_with_the_right_token(csrf_site, route, signal):
+    await csrf_site.remember()
+    token = csrf_site.signed["victim"]["csrf_token"]
+    await assert_refused(await csrf_site.request(csrf_site.victim, route, token, signal))
+    await csrf_site.assert_nothing_changed()
 
 
-async def test_forged_request_with_an_expired_access_jwt_is_refused_before_any_refresh(site, clock):
+async def test_forged_request_with_an_expired_access_jwt_is_refused_before_any_refresh(csrf_site, clock):
     # The session lives on; a forged POST must not even get the refresh hop (which would rotate).
     clock.advance(3600)
-    await site.remember()
-    before = jar_snapshot(site.victim)
-    await assert_refused(await site.request(site.victim, ROUTES["POST /probe form (test-only)"], None))
-    assert [m.value for m in jar_snapshot(site.victim)] == [m.value for m in before]
-    await site.assert_nothing_changed()
+    await csrf_site.remember()
+    before = jar_snapshot(csrf_site.victim)
+    await assert_refused(await csrf_site.request(csrf_site.victim, ROUTES["POST /probe form (test-only)"], None))
+    assert [m.value for m in jar_snapshot(csrf_site.victim)] == [m.value for m in before]
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("where", ["query string", "JSON body", "cookie (tossed by a sibling subdomain)"])
-async def test_token_in_a_place_the_service_never_reads_is_refused(site, where):
-    token = site.signed["victim"]["csrf_token"]
-    await site.remember()
+async def test_token_in_a_place_the_service_never_reads_is_refused(csrf_site, where):
+    token = csrf_site.signed["victim"]["csrf_token"]
+    await csrf_site.remember()
     if where == "query string":
-        response = await site.victim.post(f"/probe?csrf={token}", data={"note": "x"})
+        response = await csrf_site.victim.post(f"/probe?csrf={token}", data={"note": "x"})
     elif where == "JSON body":
-        response = await site.victim.post("/probe", json={"note": "x", "csrf": token})
+        response = await csrf_site.victim.post("/probe", json={"note": "x", "csrf": token})
     else:
-        response = await site.victim.post("/probe", data={"note": "x"},
-                                          headers={"Cookie": f"csrf={token}; X-CSRF-Token={token}"})
+        response = await csrf_site.victim.post("/probe", data={"note": "x"},
+                                               headers={"Cookie": f"csrf={token}; X-CSRF-Token={token}"})
     await assert_refused(response)
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
-async def test_token_of_a_logged_out_session_is_refused(site):
-    old = site.signed["victim"]["csrf_token"]
-    logout = await site.victim.post("/logout", headers={"X-CSRF-Token": old})
+async def test_token_of_a_logged_out_session_is_refused(csrf_site):
+    old = csrf_site.signed["victim"]["csrf_token"]
+    logout = await csrf_site.victim.post("/logout", headers={"X-CSRF-Token": old})
     assert logout.status == 204
-    site.signed["victim"] = await login(site.victim, "alice")  # a new session in the same browser
-    assert site.signed["victim"]["csrf_token"] != old
-    await site.remember()
-    await assert_refused(await site.request(site.victim, ROUTES["POST /probe form (test-only)"], old))
-    await site.assert_nothing_changed()
+    csrf_site.signed["victim"] = await login(csrf_site.victim, "alice")  # a new session in the same browser
+    assert csrf_site.signed["victim"]["csrf_token"] != old
+    await csrf_site.remember()
+    await assert_refused(await csrf_site.request(csrf_site.victim, ROUTES["POST /probe form (test-only)"], old))
+    await csrf_site.assert_nothing_changed()
 
 
 # --- refresh by POST: only the cross-site layer applies (the hop replays bodies it never reads) -------
 
 @pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-async def test_cross_site_refresh_is_refused_and_rotates_nothing(site, signal):
-    refresh = cookie(site.victim, "refresh")
-    await site.remember()
-    response = await site.victim.post("/auth/refresh", headers={k: v.format(own=site.own) for k, v in signal.items()})
+async def test_cross_site_refresh_is_refused_and_rotates_nothing(csrf_site, signal):
+    refresh = cookie(csrf_site.victim, "refresh")
+    await csrf_site.remember()
+    headers = {k: v.format(own=csrf_site.own) for k, v in signal.items()}
+    response = await csrf_site.victim.post("/auth/refresh", headers=headers)
     await assert_refused(response)
-    assert cookie(site.victim, "refresh") == refresh
-    await site.assert_nothing_changed()  # includes: the untouched refresh token still rotates
+    assert cookie(csrf_site.victim, "refresh") == refresh
+    await csrf_site.assert_nothing_changed()  # includes: the untouched refresh token still rotates
 
 
 @pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-async def test_cross_site_refresh_hop_with_a_replayed_form_is_refused(site, clock, signal):
+async def test_cross_site_refresh_hop_with_a_replayed_form_is_refused(csrf_site, clock, signal):
     clock.advance(3600)
-    await site.remember()
-    headers = {k: v.format(own=site.own) for k, v in signal.items()}
-    response = await site.victim.post("/auth/refresh?next=/probe", data={"note": "x"}, headers=headers,
-                                      allow_redirects=False)
+    await csrf_site.remember()
+    headers = {k: v.format(own=csrf_site.own) for k, v in signal.items()}
+    response = await csrf_site.victim.post("/auth/refresh?next=/probe", data={"note": "x"}, headers=headers,
+                                           allow_redirects=False)
     await assert_refused(response)
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
-async def test_same_origin_refresh_by_post_needs_no_token(site):
+async def test_same_origin_refresh_by_post_needs_no_token(csrf_site):
     # By design (see the report): only the path-scoped refresh cookie rides here, and the hop's replayed
     # body is never read, so the refresh endpoint relies on the Origin / Sec-Fetch-Site layer alone.
-    response = await site.victim.post("/auth/refresh", headers={"Origin": f"http://{site.own}",
-                                                                "Sec-Fetch-Site": "same-origin"})
+    response = await csrf_site.victim.post("/auth/refresh", headers={"Origin": f"http://{csrf_site.own}",
+                                                                     "Sec-Fetch-Site": "same-origin"})
     assert response.status == 200
 
 
@@ -284,67 +286,67 @@ async def attackers_login_token(fresh) -> str:
     return await login_token(await fresh())
 
 
-async def test_login_csrf_without_the_nonce_cookie_is_refused(site, fresh):
+async def test_login_csrf_without_the_nonce_cookie_is_refused(csrf_site, fresh):
     # The victim signed in by JSON and never opened the login page: a token the attacker minted on
     # their own visit to it is bound to a nonce the victim's browser does not hold.
     attacker_token = await attackers_login_token(fresh)
-    await site.remember()
-    await assert_refused(await attack_login(site, site.victim, attacker_token))
-    await site.assert_nothing_changed()  # the victim is still Alice: the login never ended her session
+    await csrf_site.remember()
+    await assert_refused(await attack_login(csrf_site, csrf_site.victim, attacker_token))
+    await csrf_site.assert_nothing_changed()  # the victim is still Alice: the login never ended her session
 
 
-async def test_login_csrf_on_a_browser_with_no_cookies_is_refused(site, fresh):
+async def test_login_csrf_on_a_browser_with_no_cookies_is_refused(csrf_site, fresh):
     browser = await fresh()
     attacker_token = await attackers_login_token(fresh)
-    await site.remember()
-    await assert_refused(await attack_login(site, browser, attacker_token))
+    await csrf_site.remember()
+    await assert_refused(await attack_login(csrf_site, browser, attacker_token))
     assert cookie(browser, "access") is None and cookie(browser, "refresh") is None
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("token", ["minted for the attacker's nonce", "missing", "empty", "the session token",
                                    "guess"])
-async def test_login_csrf_with_a_token_not_minted_for_the_victims_nonce_is_refused(site, fresh, token):
+async def test_login_csrf_with_a_token_not_minted_for_the_victims_nonce_is_refused(csrf_site, fresh, token):
     victim = await fresh()
     assert (await form_login(victim, "alice")).status == 303  # holds a nonce cookie and a session
     assert cookie(victim, "login")
-    site.devices.append(victim)
+    csrf_site.devices.append(victim)
     presented = {"minted for the attacker's nonce": await attackers_login_token(fresh), "missing": None, "empty": "",
                  "the session token": await csrf_token(victim), "guess": "A" * 43}[token]
-    await site.remember()
-    await assert_refused(await attack_login(site, victim, presented))
-    await site.assert_nothing_changed()
+    await csrf_site.remember()
+    await assert_refused(await attack_login(csrf_site, victim, presented))
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-async def test_cross_site_form_login_is_refused_even_with_the_right_token(site, fresh, signal):
+async def test_cross_site_form_login_is_refused_even_with_the_right_token(csrf_site, fresh, signal):
     browser = await fresh()
     token = await login_token(browser)  # the browser's own, valid nonce-bound token
-    await site.remember()
-    await assert_refused(await attack_login(site, browser, token, signal))
+    await csrf_site.remember()
+    await assert_refused(await attack_login(csrf_site, browser, token, signal))
     assert cookie(browser, "access") is None
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
 @pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-async def test_cross_site_json_login_is_refused(site, fresh, signal):
+async def test_cross_site_json_login_is_refused(csrf_site, fresh, signal):
     browser = await fresh()
-    headers = {k: v.format(own=site.own) for k, v in signal.items()}
-    await site.remember()
+    headers = {k: v.format(own=csrf_site.own) for k, v in signal.items()}
+    await csrf_site.remember()
     response = await browser.post("/login", json={"username": "mallory", "password": PASSWORD}, headers=headers)
     await assert_refused(response)
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
-async def test_login_csrf_by_a_text_plain_form_smuggling_json_is_rejected(site, fresh):
+async def test_login_csrf_by_a_text_plain_form_smuggling_json_is_rejected(csrf_site, fresh):
     # <form enctype="text/plain"> can send a JSON-looking body cross-site without a CORS preflight.
     browser = await fresh()
-    await site.remember()
+    await csrf_site.remember()
     body = '{"username": "mallory", "password": "' + PASSWORD + '", "x": "="}'
     response = await browser.post("/login", data=body, headers={"Content-Type": "text/plain"})
     assert response.status == 400
     assert "Set-Cookie" not in response.headers
-    await site.assert_nothing_changed()
+    await csrf_site.assert_nothing_changed()
 
 
 # --- what the same-origin page does passes -------------------------------------------------------------
@@ -353,77 +355,77 @@ def same_origin(site: Site, **headers: str) -> dict[str, str]:
     return {"Origin": f"http://{site.own}", "Sec-Fetch-Site": "same-origin", **headers}
 
 
-async def test_same_origin_fetch_post_with_the_header_passes(site):
-    token = await csrf_token(site.victim)
-    headers = {**same_origin(site), "Sec-Fetch-Mode": "cors", "X-CSRF-Token": token}
-    response = await site.victim.post("/probe", json={"note": "mine"}, headers=headers)
+async def test_same_origin_fetch_post_with_the_header_passes(csrf_site):
+    token = await csrf_token(csrf_site.victim)
+    headers = {**same_origin(csrf_site), "Sec-Fetch-Mode": "cors", "X-CSRF-Token": token}
+    response = await csrf_site.victim.post("/probe", json={"note": "mine"}, headers=headers)
     assert response.status == 200
-    assert site.applied == [{"user": "alice", "body": '{"note": "mine"}'}]
+    assert csrf_site.applied == [{"user": "alice", "body": '{"note": "mine"}'}]
 
 
-async def test_same_origin_form_post_with_the_field_passes(site):
-    home = await site.victim.get("/", headers=NAVIGATE)
+async def test_same_origin_form_post_with_the_field_passes(csrf_site):
+    home = await csrf_site.victim.get("/", headers=NAVIGATE)
     token = hidden_field(await home.text(), "csrf")
-    response = await site.victim.post("/probe", data={"note": "mine", "csrf": token},
-                                      headers={**NAVIGATE, **same_origin(site)})
+    response = await csrf_site.victim.post("/probe", data={"note": "mine", "csrf": token},
+                                           headers={**NAVIGATE, **same_origin(csrf_site)})
     assert response.status == 200
-    assert len(site.applied) == 1
+    assert len(csrf_site.applied) == 1
 
 
 @pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "none"}],
                          ids=["no fetch metadata (curl)", "Sec-Fetch-Site none (typed URL)"])
-async def test_a_request_without_cross_site_signals_passes_with_the_token(site, headers):
-    token = site.signed["victim"]["csrf_token"]
-    response = await site.victim.post("/probe", json={"note": "mine"}, headers={**headers, "X-CSRF-Token": token})
+async def test_a_request_without_cross_site_signals_passes_with_the_token(csrf_site, headers):
+    token = csrf_site.signed["victim"]["csrf_token"]
+    response = await csrf_site.victim.post("/probe", json={"note": "mine"}, headers={**headers, "X-CSRF-Token": token})
     assert response.status == 200
-    assert len(site.applied) == 1
+    assert len(csrf_site.applied) == 1
 
 
-async def test_form_login_with_the_pages_own_token_passes(site, fresh):
+async def test_form_login_with_the_pages_own_token_passes(csrf_site, fresh):
     browser = await fresh()
     token = await login_token(browser)
     response = await browser.post("/login", data={"username": "alice", "password": PASSWORD, "csrf": token},
-                                  headers={**NAVIGATE, **same_origin(site)}, allow_redirects=False)
+                                  headers={**NAVIGATE, **same_origin(csrf_site)}, allow_redirects=False)
     assert response.status == 303
     assert set(set_cookies(response)) == {"__Host-access", "__Secure-refresh"}
 
 
-async def test_json_login_needs_no_token(site, fresh):
+async def test_json_login_needs_no_token(csrf_site, fresh):
     browser = await fresh()
     response = await browser.post("/login", json={"username": "alice", "password": PASSWORD},
-                                  headers=same_origin(site))
+                                  headers=same_origin(csrf_site))
     assert response.status == 200
     assert (await response.json())["csrf_token"] == await csrf_token(browser)
 
 
-async def test_every_place_the_token_is_published_agrees(site):
-    from_login = site.signed["victim"]["csrf_token"]
-    home = await (await site.victim.get("/", headers=NAVIGATE)).text()
-    account = await (await site.victim.get("/account", headers=NAVIGATE)).text()
+async def test_every_place_the_token_is_published_agrees(csrf_site):
+    from_login = csrf_site.signed["victim"]["csrf_token"]
+    home = await (await csrf_site.victim.get("/", headers=NAVIGATE)).text()
+    account = await (await csrf_site.victim.get("/account", headers=NAVIGATE)).text()
     assert f'<meta name="csrf-token" content="{from_login}">' in home
     assert hidden_field(home, "csrf") == from_login
     assert hidden_field(account, "csrf") == from_login
-    assert await csrf_token(site.victim) == from_login
-    assert from_login not in (site.signed["phone"]["csrf_token"], site.signed["mallory"]["csrf_token"])
+    assert await csrf_token(csrf_site.victim) == from_login
+    assert from_login not in (csrf_site.signed["phone"]["csrf_token"], csrf_site.signed["mallory"]["csrf_token"])
 
 
-async def test_the_token_survives_refreshes_and_stays_valid(site, clock):
-    before = await csrf_token(site.victim)
-    assert (await site.victim.post("/auth/refresh")).status == 200
-    assert await csrf_token(site.victim) == before
+async def test_the_token_survives_refreshes_and_stays_valid(csrf_site, clock):
+    before = await csrf_token(csrf_site.victim)
+    assert (await csrf_site.victim.post("/auth/refresh")).status == 200
+    assert await csrf_token(csrf_site.victim) == before
     clock.advance(3600)  # the access JWT expires: the next request goes through the refresh hop
-    hop = await site.victim.get("/api/me", headers=JSON)
+    hop = await csrf_site.victim.get("/api/me", headers=JSON)
     assert [r.status for r in hop.history] == [307, 307]
     assert (await hop.json())["csrf_token"] == before
-    response = await site.victim.post("/probe", data={"note": "after refreshes", "csrf": before})
+    response = await csrf_site.victim.post("/probe", data={"note": "after refreshes", "csrf": before})
     assert response.status == 200
-    assert len(site.applied) == 1
+    assert len(csrf_site.applied) == 1
 
 
-async def test_a_form_post_with_an_expired_access_jwt_keeps_its_token_through_the_hop(site, clock):
-    token = site.signed["victim"]["csrf_token"]
+async def test_a_form_post_with_an_expired_access_jwt_keeps_its_token_through_the_hop(csrf_site, clock):
+    token = csrf_site.signed["victim"]["csrf_token"]
     clock.advance(3600)
-    response = await site.victim.post("/probe", data={"note": "late", "csrf": token}, headers=NAVIGATE)
+    response = await csrf_site.victim.post("/probe", data={"note": "late", "csrf": token}, headers=NAVIGATE)
     assert [r.status for r in response.history] == [307, 307]
     assert response.status == 200
-    assert len(site.applied) == 1
+    assert len(csrf_site.applied) == 1

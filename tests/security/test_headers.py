@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient
 
-from conftest import PASSWORD, form_login, login, raw_exchange, set_cookies
+from tests.support.cookies import browser_jar, set_cookies
+from tests.support.raw_http import raw_exchange
+from tests.support.sign_in import PASSWORD, form_login, login
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document",
             "Accept": "text/html,application/xhtml+xml"}
@@ -93,19 +94,15 @@ RESPONSES: dict[str, tuple[int, Request]] = {
 }
 
 
-def browser_jar(client: TestClient) -> CookieJar:
-    return CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{client.server.port}"])
-
-
 async def visitor(make_client: Any, aiohttp_client: Any, **settings: Any) -> Visitor:
     signed = await make_client(**settings)
-    anon = await aiohttp_client(signed.server, cookie_jar=browser_jar(signed))
+    anon = await aiohttp_client(signed.server, cookie_jar=browser_jar(signed.server.port))
     csrf = (await login(signed))["csrf_token"]
     return Visitor(signed, anon, csrf)
 
 
 @pytest.fixture
-async def site(make_client, make_user, aiohttp_client) -> Visitor:
+async def signed_visitor(make_client, make_user, aiohttp_client) -> Visitor:
     await make_user()
     return await visitor(make_client, aiohttp_client)
 
@@ -170,9 +167,9 @@ def assert_no_inline_script(body: str) -> None:
 # --- every auth response ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", list(RESPONSES))
-async def test_every_auth_response_carries_the_security_headers(site, case):
+async def test_every_auth_response_carries_the_security_headers(signed_visitor, case):
     status, send = RESPONSES[case]
-    response = await send(site)
+    response = await send(signed_visitor)
     assert response.status == status, await response.text()
     assert_security_headers(response)
     assert_cookie_prefixes_hold(response)
@@ -197,8 +194,8 @@ async def test_hsts_is_absent_when_cookies_are_not_secure(make_client, make_user
     assert_security_headers(response, hsts=False)
 
 
-async def test_static_files_are_cacheable_but_still_get_the_security_headers(site):
-    response = await site.anon.get("/static/style.css")
+async def test_static_files_are_cacheable_but_still_get_the_security_headers(signed_visitor):
+    response = await signed_visitor.anon.get("/static/style.css")
     assert response.status == 200
     assert "no-store" not in response.headers.get("Cache-Control", "")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
@@ -247,17 +244,17 @@ async def test_login_form_nonce_cookie_is_host_prefixed_when_secure(make_client,
     ("DELETE", "/login", "GET,HEAD,POST"), ("GET", "/api/password", "POST"),
     ("GET", "/account/sessions/revoke-all", "POST"), ("POST", "/api/me", "GET,HEAD"),
 ])
-async def test_wrong_method_on_an_auth_route_is_405_without_a_traceback(site, method, path, allow):
+async def test_wrong_method_on_an_auth_route_is_405_without_a_traceback(signed_visitor, method, path, allow):
     """Anchors F.42, L.74: GET /logout must never sign anyone out (a link or an <img> could). Unsafe
     methods carry the CSRF token, else the CSRF check answers 403 before routing's 405."""
-    headers = NAVIGATE if method in ("GET", "HEAD") else {**NAVIGATE, "X-CSRF-Token": site.csrf}
-    response = await site.signed.request(method, path, headers=headers, allow_redirects=False)
+    headers = NAVIGATE if method in ("GET", "HEAD") else {**NAVIGATE, "X-CSRF-Token": signed_visitor.csrf}
+    response = await signed_visitor.signed.request(method, path, headers=headers, allow_redirects=False)
     assert response.status == 405
     assert set(response.headers["Allow"].split(",")) == set(allow.split(","))
     assert_no_leak(await response.text())
     assert_security_headers(response)
     assert set_cookies(response) == {}
-    assert (await site.signed.get("/api/me", headers=JSON)).status == 200  # still signed in
+    assert (await signed_visitor.signed.get("/api/me", headers=JSON)).status == 200  # still signed in
 
 
 async def raw_get(client: TestClient, target: bytes) -> tuple[int, bytes]:
@@ -272,8 +269,8 @@ async def raw_get(client: TestClient, target: bytes) -> tuple[int, bytes]:
     "/no-such-page", "/api/no-such-thing", "/auth/no-such-thing", "/auth", "/admin", "/.git/config",
     "/login/extra", "/%00", "/%ff%fe", "/api/me%00",
 ])
-async def test_unknown_path_is_404_without_a_traceback(site, target):
-    response = await site.anon.get(target, headers=NAVIGATE, allow_redirects=False)
+async def test_unknown_path_is_404_without_a_traceback(signed_visitor, target):
+    response = await signed_visitor.anon.get(target, headers=NAVIGATE, allow_redirects=False)
     assert response.status == 404
     assert_no_leak(await response.text())
     assert_security_headers(response)
@@ -284,9 +281,9 @@ async def test_unknown_path_is_404_without_a_traceback(site, target):
                                     b"/static//etc/passwd", b"/static/..\\service\\app.py"],
                          ids=["dot-dot", "encoded dot-dot", "encoded slash", "encoded to /etc", "absolute",
                               "backslashes"])
-async def test_path_traversal_through_static_files_finds_nothing(site, target):
+async def test_path_traversal_through_static_files_finds_nothing(signed_visitor, target):
     """The static route serves its own directory only: no source file or system file comes back."""
-    status, body = await raw_get(site.anon, target)
+    status, body = await raw_get(signed_visitor.anon, target)
     assert status == 404, (status, body[:200])
     assert b"import" not in body and b"root:" not in body
     assert_no_leak(body.decode("utf-8", "replace"))

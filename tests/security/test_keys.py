@@ -16,11 +16,13 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import cookie, jar_snapshot, login, with_value
 from service.core import keyring
 from service.clock import SettableClock
-from service.core.keyring import RELOAD_INTERVAL, KeyRing, SigningKey
+from service.core.keyring import RELOAD_INTERVAL, KeyRing
 from service.settings import Settings
+from tests.support.cookies import cookie, jar_snapshot, with_value
+from tests.support.sign_in import login
+from tests.support.tokens import DROP, b64, resign_token
 
 JSON = {"Accept": "application/json"}
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin", "Accept": "text/html"}
@@ -46,37 +48,20 @@ def kid_of(client: TestClient) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def resign(token: str, key: SigningKey, **header: Any) -> str:
-    """``token``'s own claims, signed by ``key`` under a header changed by ``header``: only the key
-    and the header differ from a token the service issued."""
-    fields = {**jwt.get_unverified_header(token), "kid": key.kid, **header}
-    fields = {name: value for name, value in fields.items() if value is not DROP}
-    payload = jwt.decode(token, options={"verify_signature": False})
-    signing_input = b64(json.dumps(fields).encode()) + "." + b64(json.dumps(payload).encode())
-    signature = jwt.get_algorithm_by_name(key.algorithm).sign(signing_input.encode(), key.private)
-    return signing_input + "." + b64(signature)
-
-
-DROP = object()
-
-
 @pytest.fixture
-async def alice(client: TestClient, make_user: Make) -> TestClient:
+async def alice_client(client: TestClient, make_user: Make) -> TestClient:
     """``client``, signed in as alice."""
     await make_user("alice")
     await login(client)
     return client
 
 
-async def another(browser: Make, like: TestClient, *, access: str | None = None, server: Any = None) -> TestClient:
+async def another(another_client: Make, like: TestClient, *, access: str | None = None,
+                  server: Any = None) -> TestClient:
     """A second browser for ``like``'s server (or ``server``): with ``like``'s cookies and ``access`` as
     its access cookie, or, without ``access``, with no cookies at all."""
     cookies = [] if access is None else with_value(jar_snapshot(like), "access", access)
-    return await browser(like, cookies=cookies, server=server)
+    return await another_client(like, cookies=cookies, server=server)
 
 
 async def assert_signed_out(client: TestClient) -> None:
@@ -103,30 +88,31 @@ async def live_sessions(authenticator: Any, client: TestClient) -> list[Any]:
 # --- rotation ----------------------------------------------------------------------------------------
 
 async def test_restarted_instance_after_rotation_keeps_old_tokens_and_signs_with_the_new_key(
-        alice: TestClient, make_client: Make, browser: Make, settings: Settings, make_user: Make) -> None:
-    old_kid = kid_of(alice)
+        alice_client: TestClient, make_client: Make, another_client: Make, settings: Settings, make_user: Make) -> None:
+    old_kid = kid_of(alice_client)
     new_kid = keyring.add_key(keys_dir(settings), settings.tokens.algorithm)
     restarted = await make_client()
-    tab = await another(browser, alice, access=cookie(alice, "access"), server=restarted.server)
+    tab = await another(another_client, alice_client, access=cookie(alice_client, "access"), server=restarted.server)
     assert (await assert_signed_in(tab))["name"] == "alice"
     await login(restarted)
     assert kid_of(restarted) == new_kid != old_kid
 
 
 async def test_running_instance_signs_with_a_rotated_key_within_the_reload_interval(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock) -> None:
-    old_kid = kid_of(alice)
+        alice_client: TestClient, another_client: Make, settings: Settings, clock: SettableClock) -> None:
+    old_kid = kid_of(alice_client)
     new_kid = keyring.add_key(keys_dir(settings), settings.tokens.algorithm)
     clock.advance(RELOAD_INTERVAL)
-    second = await another(browser, alice)
+    second = await another(another_client, alice_client)
     await login(second)
     assert kid_of(second) == new_kid
-    assert kid_of(alice) == old_kid
-    await assert_signed_in(alice)  # minted before the rotation, still verifies
+    assert kid_of(alice_client) == old_kid
+    await assert_signed_in(alice_client)  # minted before the rotation, still verifies
 
 
 async def test_rolling_restart_old_instance_accepts_tokens_of_the_key_a_new_instance_signs_with(
-        alice: TestClient, make_client: Make, browser: Make, settings: Settings, clock: SettableClock) -> None:
+        alice_client: TestClient, make_client: Make, another_client: Make,
+        settings: Settings, clock: SettableClock) -> None:
     """Instance A runs; the key is rotated; instance B starts and signs with it. A, meeting the new
     kid, looks at the directory (once the interval since its last look has passed) and accepts it."""
     new_kid = keyring.add_key(keys_dir(settings), settings.tokens.algorithm)
@@ -134,33 +120,34 @@ async def test_rolling_restart_old_instance_accepts_tokens_of_the_key_a_new_inst
     await login(b)
     assert kid_of(b) == new_kid
     clock.advance(RELOAD_INTERVAL)
-    on_a = await another(browser, alice, access=cookie(b, "access"))
+    on_a = await another(another_client, alice_client, access=cookie(b, "access"))
     await assert_signed_in(on_a)
 
 
 # --- pruned, unknown and hostile kids ----------------------------------------------------------------
 
 async def test_token_of_a_pruned_key_is_rejected_after_a_restart(
-        alice: TestClient, make_client: Make, browser: Make, settings: Settings, authenticator: Any) -> None:
+        alice_client: TestClient, make_client: Make, another_client: Make,
+        settings: Settings, authenticator: Any) -> None:
     old = ring_of(settings).current
     keyring.add_key(keys_dir(settings), settings.tokens.algorithm)
     keyring.remove_key(keys_dir(settings), old)  # what `keys prune` does once its tokens expired
-    sessions = await live_sessions(authenticator, alice)
+    sessions = await live_sessions(authenticator, alice_client)
     restarted = await make_client()
-    stale = await another(browser, alice, access=cookie(alice, "access"), server=restarted.server)
+    stale = await another(another_client, alice_client, access=cookie(alice_client, "access"), server=restarted.server)
     await assert_signed_out(stale)
-    assert await live_sessions(authenticator, alice) == sessions  # nothing stored changed
+    assert await live_sessions(authenticator, alice_client) == sessions  # nothing stored changed
 
 
 async def test_token_of_a_pruned_key_is_rejected_by_a_running_instance(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock) -> None:
+        alice_client: TestClient, another_client: Make, settings: Settings, clock: SettableClock) -> None:
     old = ring_of(settings).current
     keyring.add_key(keys_dir(settings), settings.tokens.algorithm)
     clock.advance(RELOAD_INTERVAL)
-    await assert_signed_in(alice)  # this request made the instance re-read keys/: the new key signs
+    await assert_signed_in(alice_client)  # this request made the instance re-read keys/: the new key signs
     keyring.remove_key(keys_dir(settings), old)
     clock.advance(RELOAD_INTERVAL)
-    await assert_signed_out(alice)  # and this one re-read it without the old key
+    await assert_signed_out(alice_client)  # and this one re-read it without the old key
 
 
 HOSTILE_KIDS = {
@@ -194,32 +181,33 @@ def _hostile(kid: Any, current: str) -> Any:
 
 @pytest.mark.parametrize("kid", list(HOSTILE_KIDS.values()), ids=list(HOSTILE_KIDS))
 async def test_hostile_kid_signed_with_our_own_key_is_rejected(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock, authenticator: Any,
+        alice_client: TestClient, another_client: Make, settings: Settings, clock: SettableClock, authenticator: Any,
         kid: Any) -> None:
     """Our real signing key, our own claims: only the kid is wrong, so only the kid lookup can refuse it."""
     current = ring_of(settings).current
-    forged = resign(cookie(alice, "access") or "", current, kid=_hostile(kid, current.kid))
-    sessions = await live_sessions(authenticator, alice)
+    forged = resign_token(cookie(alice_client, "access") or "", current, kid=_hostile(kid, current.kid))
+    sessions = await live_sessions(authenticator, alice_client)
     clock.advance(RELOAD_INTERVAL)  # the unknown kid gets its look at the directory, and still fails
-    await assert_signed_out(await another(browser, alice, access=forged))
-    assert await live_sessions(authenticator, alice) == sessions
-    await assert_signed_in(alice)
+    await assert_signed_out(await another(another_client, alice_client, access=forged))
+    assert await live_sessions(authenticator, alice_client) == sessions
+    await assert_signed_in(alice_client)
 
 
 async def test_path_traversal_kid_never_loads_a_key_file_from_outside_the_ring(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock, tmp_path: Path) -> None:
+        alice_client: TestClient, another_client: Make,
+        settings: Settings, clock: SettableClock, tmp_path: Path) -> None:
     """A key file an attacker got into the data dir (one level above keys/) under the kid
     ``../attacker``: a service that built a path from the kid would load it and accept the forgery."""
     attacker = keyring.load_or_create(tmp_path / "attacker", settings.tokens.algorithm)
     [planted] = (tmp_path / "attacker").iterdir()
     planted.rename(settings.storage.data_dir / ("attacker" + planted.name[len(attacker.current.kid):]))
-    forged = resign(cookie(alice, "access") or "", attacker.current, kid="../attacker")
+    forged = resign_token(cookie(alice_client, "access") or "", attacker.current, kid="../attacker")
     clock.advance(RELOAD_INTERVAL)
-    await assert_signed_out(await another(browser, alice, access=forged))
+    await assert_signed_out(await another(another_client, alice_client, access=forged))
 
 
 async def test_flood_of_unknown_kids_costs_one_directory_listing_per_interval(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock,
+        alice_client: TestClient, another_client: Make, settings: Settings, clock: SettableClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
     current = ring_of(settings).current
     listings: list[Path] = []
@@ -230,12 +218,12 @@ async def test_flood_of_unknown_kids_costs_one_directory_listing_per_interval(
         return real_load(directory, *args, **kwargs)
 
     monkeypatch.setattr(keyring, "load", counting_load)
-    token = cookie(alice, "access") or ""
+    token = cookie(alice_client, "access") or ""
     clock.advance(RELOAD_INTERVAL)
     for round_ in range(3):
         for _ in range(20):
-            forged = resign(token, current, kid="k-" + secrets.token_hex(8))
-            response = await (await another(browser, alice, access=forged)).get("/api/me", headers=JSON)
+            forged = resign_token(token, current, kid="k-" + secrets.token_hex(8))
+            response = await (await another(another_client, alice_client, access=forged)).get("/api/me", headers=JSON)
             assert response.status == 401
         assert len(listings) == round_ + 1
         clock.advance(RELOAD_INTERVAL)
@@ -243,15 +231,15 @@ async def test_flood_of_unknown_kids_costs_one_directory_listing_per_interval(
 
 # --- the ring is re-read, but never loses the key that signs -----------------------------------------
 
-async def test_reload_never_drops_the_current_key(alice: TestClient, browser: Make, settings: Settings,
+async def test_reload_never_drops_the_current_key(alice_client: TestClient, another_client: Make, settings: Settings,
                                                   clock: SettableClock) -> None:
-    kid = kid_of(alice)
+    kid = kid_of(alice_client)
     for path in keys_dir(settings).iterdir():
         if not path.name.startswith("refresh"):
             path.unlink()
     clock.advance(RELOAD_INTERVAL)
-    await assert_signed_in(alice)
-    second = await another(browser, alice)
+    await assert_signed_in(alice_client)
+    second = await another(another_client, alice_client)
     await login(second)
     assert kid_of(second) == kid
     jwks = await (await second.get(JWKS)).json()
@@ -259,30 +247,31 @@ async def test_reload_never_drops_the_current_key(alice: TestClient, browser: Ma
 
 
 async def test_reload_keeps_the_current_key_when_only_its_file_goes(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock, tmp_path: Path) -> None:
+        alice_client: TestClient, another_client: Make,
+        settings: Settings, clock: SettableClock, tmp_path: Path) -> None:
     """An older key stays on disk and the current one's file is deleted by mistake: the service does
     not fall back to signing with the older key, and its live tokens keep working."""
-    kid = kid_of(alice)
+    kid = kid_of(alice_client)
     spare = keyring.load_or_create(tmp_path / "spare", settings.tokens.algorithm)
     [path] = (tmp_path / "spare").iterdir()
     path.rename(keys_dir(settings) / path.name.replace(spare.current.kid, "20000101T000000.000000-00000000"))
     clock.advance(RELOAD_INTERVAL)
-    await login(await another(browser, alice))  # the ring now holds the older key too
+    await login(await another(another_client, alice_client))  # the ring now holds the older key too
     (keys_dir(settings) / (kid + ".ed25519.pem")).unlink()
     clock.advance(RELOAD_INTERVAL)
-    second = await another(browser, alice)
+    second = await another(another_client, alice_client)
     await login(second)
     assert kid_of(second) == kid
-    await assert_signed_in(alice)
+    await assert_signed_in(alice_client)
 
 
 async def test_broken_key_file_appearing_later_keeps_the_ring_and_the_service_up(
-        alice: TestClient, browser: Make, settings: Settings, clock: SettableClock) -> None:
-    kid = kid_of(alice)
+        alice_client: TestClient, another_client: Make, settings: Settings, clock: SettableClock) -> None:
+    kid = kid_of(alice_client)
     (keys_dir(settings) / "29990101T000000.000000-ffffffff.ed25519.pem").write_text("half a key")
     clock.advance(RELOAD_INTERVAL)
-    await assert_signed_in(alice)
-    second = await another(browser, alice)
+    await assert_signed_in(alice_client)
+    second = await another(another_client, alice_client)
     await login(second)
     assert kid_of(second) == kid
 

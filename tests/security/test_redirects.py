@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from conftest import NAVIGATE, PASSWORD, hidden_field, login_token
-from conftest import form_login as submit_login_form
+from tests.support.sign_in import (NAVIGATE, PASSWORD, form_login as submit_login_form, hidden_field,
+                                   login_token)
 
 # Attacker-chosen values; raw characters are sent as the browser would send them (percent-encoded in
 # a query, as-is in a form), and the "%xx" ones arrive with the percent sign itself.

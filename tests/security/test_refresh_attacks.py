@@ -16,11 +16,12 @@ import secrets
 from typing import Any
 
 import pytest
-from aiohttp import CookieJar, DummyCookieJar
+from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from conftest import PASSWORD, cookie, jar_snapshot, login, set_cookies
+from tests.support.cookies import browser_jar, cookie, jar_snapshot, set_cookies
+from tests.support.sign_in import PASSWORD, login
 
 ACCESS, REFRESH = "__Host-access", "__Secure-refresh"
 GRACE = 10  # sessions.refresh_reuse_grace's default, seconds
@@ -65,16 +66,12 @@ class Site:
         return found
 
 
-def jar(client: TestClient) -> CookieJar:
-    return CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{client.server.port}"])
-
-
 @pytest.fixture
-async def site(make_client, make_user, settings, clock, redis_client, authenticator, aiohttp_client) -> Site:
+async def refresh_site(make_client, make_user, settings, clock, redis_client, authenticator, aiohttp_client) -> Site:
     await make_user("alice")
     await make_user("mallory")
     victim = await make_client()
-    attacker = await aiohttp_client(victim.server, cookie_jar=jar(victim))
+    attacker = await aiohttp_client(victim.server, cookie_jar=browser_jar(victim.server.port))
     stranger = await aiohttp_client(victim.server, cookie_jar=DummyCookieJar())
     alice = await login(victim, "alice")
     mallory = await login(attacker, "mallory")
@@ -83,13 +80,15 @@ async def site(make_client, make_user, settings, clock, redis_client, authentica
 
 
 @pytest.fixture
-async def device(site, aiohttp_client):
+async def device(refresh_site, aiohttp_client):
     """Make another client of the site (another browser or device), optionally signed in as alice."""
 
     async def make(*, signed_in: bool = True, cookies: Any = None) -> TestClient:
-        client = await aiohttp_client(site.victim.server, cookie_jar=jar(site.victim))
+        server = refresh_site.victim.server
+        client = await aiohttp_client(server, cookie_jar=browser_jar(server.port))
         if cookies is not None:
-            client.session.cookie_jar.update_cookies([(m.key, m) for m in cookies], response_url=URL(site.origin + "/"))
+            client.session.cookie_jar.update_cookies([(m.key, m) for m in cookies],
+                                                     response_url=URL(refresh_site.origin + "/"))
         elif signed_in:
             await login(client, "alice")
         return client
@@ -179,20 +178,20 @@ NEVER_ISSUED = {
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("kind", list(NEVER_ISSUED))
-async def test_never_issued_refresh_token_is_refused_and_changes_nothing(site, kind, via):
+async def test_never_issued_refresh_token_is_refused_and_changes_nothing(refresh_site, kind, via):
     """Anchors E.37: no Redis key is created, and a made-up token naming alice's session neither
     rotates nor revokes it (the tag proves issuance, so a forgery is never mistaken for a reuse)."""
-    before = await site.stored()
-    await assert_refused(await present(site, via, token=NEVER_ISSUED[kind](site)), via)
-    assert await site.stored() == before
-    assert await site.sessions(site.alice_id) == [site.alice["session"]]
-    await refresh_ok(site, site.victim)
+    before = await refresh_site.stored()
+    await assert_refused(await present(refresh_site, via, token=NEVER_ISSUED[kind](refresh_site)), via)
+    assert await refresh_site.stored() == before
+    assert await refresh_site.sessions(refresh_site.alice_id) == [refresh_site.alice["session"]]
+    await refresh_ok(refresh_site, refresh_site.victim)
 
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("cut", ["last character", "whole tag", "tag and secret", "half", "first character"])
-async def test_truncated_refresh_token_is_refused_and_changes_nothing(site, cut, via):
-    real = tokens(site.victim)[1]
+async def test_truncated_refresh_token_is_refused_and_changes_nothing(refresh_site, cut, via):
+    real = tokens(refresh_site.victim)[1]
     truncated = {
         "last character": real[:-1],
         "whole tag": real.rsplit(".", 1)[0],
@@ -200,58 +199,58 @@ async def test_truncated_refresh_token_is_refused_and_changes_nothing(site, cut,
         "half": real[: len(real) // 2],
         "first character": real[1:],
     }[cut]
-    before = await site.stored()
-    await assert_refused(await present(site, via, token=truncated), via)
-    assert await site.stored() == before
-    await refresh_ok(site, site.victim)
+    before = await refresh_site.stored()
+    await assert_refused(await present(refresh_site, via, token=truncated), via)
+    assert await refresh_site.stored() == before
+    await refresh_ok(refresh_site, refresh_site.victim)
 
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("swap", ["alice's token with mallory's user id", "mallory's token with alice's user id",
                                   "mallory's token with alice's user and session ids",
                                   "alice's token with mallory's session id"])
-async def test_refresh_token_readdressed_to_another_user_is_refused_and_changes_nothing(site, swap, via):
+async def test_refresh_token_readdressed_to_another_user_is_refused_and_changes_nothing(refresh_site, swap, via):
     """The ids inside a refresh token are covered by its tag: pointing one at another user's session
     (to rotate it, or to get it revoked as a 'reuse') only gets a 401."""
-    alice, mallory = parts(tokens(site.victim)[1]), parts(tokens(site.attacker)[1])
+    alice, mallory = parts(tokens(refresh_site.victim)[1]), parts(tokens(refresh_site.attacker)[1])
     readdressed = {
         "alice's token with mallory's user id": [mallory[0], *alice[1:]],
         "mallory's token with alice's user id": [alice[0], *mallory[1:]],
         "mallory's token with alice's user and session ids": [alice[0], alice[1], *mallory[2:]],
         "alice's token with mallory's session id": [alice[0], mallory[1], *alice[2:]],
     }[swap]
-    before = await site.stored()
-    await assert_refused(await present(site, via, token=".".join(readdressed)), via)
-    assert await site.stored() == before
-    await refresh_ok(site, site.victim)
-    await refresh_ok(site, site.attacker)
+    before = await refresh_site.stored()
+    await assert_refused(await present(refresh_site, via, token=".".join(readdressed)), via)
+    assert await refresh_site.stored() == before
+    await refresh_ok(refresh_site, refresh_site.victim)
+    await refresh_ok(refresh_site, refresh_site.attacker)
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_access_token_presented_as_refresh_token_is_refused_and_changes_nothing(site, via):
+async def test_access_token_presented_as_refresh_token_is_refused_and_changes_nothing(refresh_site, via):
     """Anchors A.10: the access JWT is no refresh token."""
-    before = await site.stored()
-    await assert_refused(await present(site, via, token=tokens(site.victim)[0]), via)
-    assert await site.stored() == before
-    await refresh_ok(site, site.victim)
+    before = await refresh_site.stored()
+    await assert_refused(await present(refresh_site, via, token=tokens(refresh_site.victim)[0]), via)
+    assert await refresh_site.stored() == before
+    await refresh_ok(refresh_site, refresh_site.victim)
 
 
 @pytest.mark.parametrize("order", ["forged last", "genuine last"])
-async def test_tossed_duplicate_refresh_cookie_never_revokes_the_session(site, order):
+async def test_tossed_duplicate_refresh_cookie_never_revokes_the_session(refresh_site, order):
     """Anchors D.28: a sibling subdomain can plant a ``__Secure-`` cookie with Domain=. Of two refresh
     cookies the last decides; a planted forgery gets a 401 but never counts as a reuse."""
-    genuine = tokens(site.victim)[1]
+    genuine = tokens(refresh_site.victim)[1]
     forged = ".".join(parts(genuine)[:3] + [_random_part(16)])
     pair = [genuine, forged] if order == "forged last" else [forged, genuine]
     header = "; ".join(f"{REFRESH}={value}" for value in pair)
-    before = await site.stored()
-    response = await present(site, "fetch", cookie_header=header)
+    before = await refresh_site.stored()
+    response = await present(refresh_site, "fetch", cookie_header=header)
     if order == "forged last":
         await assert_refused(response, "fetch")
-        assert await site.stored() == before
+        assert await refresh_site.stored() == before
     else:
         assert response.status == 200
-    assert await site.sessions(site.alice_id) == [site.alice["session"]]
+    assert await refresh_site.sessions(refresh_site.alice_id) == [refresh_site.alice["session"]]
 
 
 # --- genuine tokens whose session has ended: refused, and no session comes back --------------------------
@@ -266,113 +265,114 @@ async def assert_session_ended(site: Site, *pairs: tuple[str, str], alice_left: 
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_refresh_token_reused_after_grace_revokes_the_whole_session(site, via):
+async def test_refresh_token_reused_after_grace_revokes_the_whole_session(refresh_site, via):
     """Anchors E.32: R1→R2, then R1 after the grace window. Nobody can tell thief from owner, so the
     session ends: R1, R2 and the access token issued with R2 are all refused."""
-    _, r1 = tokens(site.victim)
-    await refresh_ok(site, site.victim)
-    a2, r2 = tokens(site.victim)
-    site.clock.advance(GRACE + 1)  # the access JWT (60 s) is still within its exp
-    assert await api_status(site, a2) == 200
-    await assert_refused(await present(site, via, token=r1), via)
-    await assert_session_ended(site, (a2, r2))
+    _, r1 = tokens(refresh_site.victim)
+    await refresh_ok(refresh_site, refresh_site.victim)
+    a2, r2 = tokens(refresh_site.victim)
+    refresh_site.clock.advance(GRACE + 1)  # the access JWT (60 s) is still within its exp
+    assert await api_status(refresh_site, a2) == 200
+    await assert_refused(await present(refresh_site, via, token=r1), via)
+    await assert_session_ended(refresh_site, (a2, r2))
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_refresh_token_replayed_after_logout_is_refused(site, via):
+async def test_refresh_token_replayed_after_logout_is_refused(refresh_site, via):
     """Anchors F.41: logout ends the session at once, not at the access token's exp."""
-    a1, r1 = tokens(site.victim)
-    response = await site.victim.post("/logout", headers={"X-CSRF-Token": site.alice["csrf_token"], **JSON_GET})
+    a1, r1 = tokens(refresh_site.victim)
+    response = await refresh_site.victim.post("/logout",
+                                              headers={"X-CSRF-Token": refresh_site.alice["csrf_token"], **JSON_GET})
     assert response.status == 204
-    await assert_refused(await present(site, via, token=r1), via)
-    await assert_session_ended(site, (a1, r1))
+    await assert_refused(await present(refresh_site, via, token=r1), via)
+    await assert_session_ended(refresh_site, (a1, r1))
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_refresh_token_of_another_device_replayed_after_password_change_is_refused(site, device, via):
+async def test_refresh_token_of_another_device_replayed_after_password_change_is_refused(refresh_site, device, via):
     """Anchors F.46: changing the password (POST /api/password with the CSRF header) ends every other
     session; the device that changed it stays signed in."""
     phone = await device()
     a_phone, r_phone = tokens(phone)
-    response = await site.victim.post("/api/password", json={"current": PASSWORD, "new": PASSWORD + " v2"},
-                                      headers={"X-CSRF-Token": site.alice["csrf_token"], **JSON_GET})
+    response = await refresh_site.victim.post("/api/password", json={"current": PASSWORD, "new": PASSWORD + " v2"},
+                                              headers={"X-CSRF-Token": refresh_site.alice["csrf_token"], **JSON_GET})
     assert response.status == 204, await response.text()
-    await assert_refused(await present(site, via, token=r_phone), via)
-    await assert_session_ended(site, (a_phone, r_phone), alice_left=1)
-    assert await site.sessions(site.alice_id) == [site.alice["session"]]
-    await refresh_ok(site, site.victim)
+    await assert_refused(await present(refresh_site, via, token=r_phone), via)
+    await assert_session_ended(refresh_site, (a_phone, r_phone), alice_left=1)
+    assert await refresh_site.sessions(refresh_site.alice_id) == [refresh_site.alice["session"]]
+    await refresh_ok(refresh_site, refresh_site.victim)
 
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("how", ["as the CLI does", "disabled flag alone"])
-async def test_refresh_token_replayed_after_the_user_is_disabled_is_refused(site, device, how, via):
+async def test_refresh_token_replayed_after_the_user_is_disabled_is_refused(refresh_site, device, how, via):
     """Anchors F.47: ``users disable`` sets the flag and signs out everywhere; even the flag alone stops
     the next refresh (and ends the session then)."""
     phone = await device()
-    pairs = [tokens(site.victim), tokens(phone)]
-    await site.auth.users.set_disabled(site.alice_id, True)
+    pairs = [tokens(refresh_site.victim), tokens(phone)]
+    await refresh_site.auth.users.set_disabled(refresh_site.alice_id, True)
     if how == "as the CLI does":
-        assert await site.auth.logout_everywhere(site.alice_id) == 2
+        assert await refresh_site.auth.logout_everywhere(refresh_site.alice_id) == 2
     for _, refresh in pairs:
-        await assert_refused(await present(site, via, token=refresh), via)
-    await assert_session_ended(site, *pairs)
-    response = await site.stranger.post("/login", json={"username": "alice", "password": PASSWORD})
+        await assert_refused(await present(refresh_site, via, token=refresh), via)
+    await assert_session_ended(refresh_site, *pairs)
+    response = await refresh_site.stranger.post("/login", json={"username": "alice", "password": PASSWORD})
     assert response.status == 401 and set_cookies(response) == {}
 
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("how", ["DELETE /api/sessions", "the account page's form"])
-async def test_refresh_tokens_replayed_after_sign_out_everywhere_are_refused(site, device, how, via):
+async def test_refresh_tokens_replayed_after_sign_out_everywhere_are_refused(refresh_site, device, how, via):
     """Anchors F.45: sign out everywhere from the phone ends the laptop's session and its own."""
     phone = await device()
-    pairs = [tokens(site.victim), tokens(phone)]
+    pairs = [tokens(refresh_site.victim), tokens(phone)]
     csrf = (await (await phone.get("/api/me", headers=JSON_GET)).json())["csrf_token"]
     if how == "DELETE /api/sessions":
         response = await phone.delete("/api/sessions", headers={"X-CSRF-Token": csrf, **JSON_GET})
         assert response.status == 204
     else:
         response = await phone.post("/account/sessions/revoke-all", data={"csrf": csrf},
-                                    headers=headers_for(site, "hop"), allow_redirects=False)
+                                    headers=headers_for(refresh_site, "hop"), allow_redirects=False)
         assert response.status == 303 and response.headers["Location"] == "/login"
     for _, refresh in pairs:
-        await assert_refused(await present(site, via, token=refresh), via)
-    await assert_session_ended(site, *pairs)
+        await assert_refused(await present(refresh_site, via, token=refresh), via)
+    await assert_session_ended(refresh_site, *pairs)
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_grandparent_refresh_token_revokes_the_session(site, via):
+async def test_grandparent_refresh_token_revokes_the_session(refresh_site, via):
     """Anchors E.36 (django-oauth-toolkit #1617): only the immediate predecessor is forgiven. R0→R1,
     then (a token issued within the grace window is kept, so only after it) R1→R2, then R0: the
     session ends. R0 can never be forgiven once R2 exists."""
-    _, r0 = tokens(site.victim)
-    await refresh_ok(site, site.victim)
-    _, r1 = tokens(site.victim)
-    await refresh_ok(site, site.victim)
-    assert tokens(site.victim)[1] == r1  # within the grace window: kept, not rotated again
-    site.clock.advance(site.settings.sessions.refresh_reuse_grace + 1)
-    await refresh_ok(site, site.victim)
-    a2, r2 = tokens(site.victim)
+    _, r0 = tokens(refresh_site.victim)
+    await refresh_ok(refresh_site, refresh_site.victim)
+    _, r1 = tokens(refresh_site.victim)
+    await refresh_ok(refresh_site, refresh_site.victim)
+    assert tokens(refresh_site.victim)[1] == r1  # within the grace window: kept, not rotated again
+    refresh_site.clock.advance(refresh_site.settings.sessions.refresh_reuse_grace + 1)
+    await refresh_ok(refresh_site, refresh_site.victim)
+    a2, r2 = tokens(refresh_site.victim)
     assert r2 != r1
-    await assert_refused(await present(site, via, token=r0), via)
-    await assert_session_ended(site, (a2, r2))
+    await assert_refused(await present(refresh_site, via, token=r0), via)
+    await assert_session_ended(refresh_site, (a2, r2))
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_thief_who_refreshes_first_loses_the_session_when_the_victim_comes_back(site, device, via):
+async def test_thief_who_refreshes_first_loses_the_session_when_the_victim_comes_back(refresh_site, device, via):
     """Anchors E.33: the thief uses stolen R1 first (gets R2'); the victim presents R1 after the grace
     window; the session ends, and the thief's R2' and access token are refused too."""
-    thief = await device(cookies=jar_snapshot(site.victim))
-    await refresh_ok(site, thief)
+    thief = await device(cookies=jar_snapshot(refresh_site.victim))
+    await refresh_ok(refresh_site, thief)
     stolen = tokens(thief)
-    site.clock.advance(GRACE + 1)
-    await assert_refused(await present(site, via, client=site.victim), via)
-    await assert_session_ended(site, stolen)
+    refresh_site.clock.advance(GRACE + 1)
+    await assert_refused(await present(refresh_site, via, client=refresh_site.victim), via)
+    await assert_session_ended(refresh_site, stolen)
 
 
 @pytest.mark.parametrize("via", VIAS)
-async def test_refresh_token_replayed_after_the_absolute_timeout_is_refused(site, via):
+async def test_refresh_token_replayed_after_the_absolute_timeout_is_refused(refresh_site, via):
     """Anchors E.38: past the absolute deadline the session is gone for good."""
-    pair = tokens(site.victim)
-    site.clock.advance(ABSOLUTE + 1)
-    await assert_refused(await present(site, via, token=pair[1]), via)
-    assert await site.sessions(site.alice_id) == []
+    pair = tokens(refresh_site.victim)
+    refresh_site.clock.advance(ABSOLUTE + 1)
+    await assert_refused(await present(refresh_site, via, token=pair[1]), via)
+    assert await refresh_site.sessions(refresh_site.alice_id) == []

@@ -14,10 +14,11 @@ from typing import Any
 
 import argon2
 import pytest
-from aiohttp import CookieJar, TCPConnector
+from aiohttp import TCPConnector
 
-from conftest import PASSWORD, cookie, login, set_cookies
 from service.logs import JsonFormatter
+from tests.support.cookies import browser_jar, cookie, set_cookies
+from tests.support.sign_in import PASSWORD, login
 
 WINDOW = 15 * 60  # the default throttle.window, in seconds
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
@@ -58,8 +59,8 @@ def client_from(aiohttp_client: Any) -> Any:
     """A client of ``like``'s server whose connections come from another loopback address."""
 
     async def make(like: Any, address: str) -> Any:
-        jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{like.server.port}"])
-        return await aiohttp_client(like.server, cookie_jar=jar, connector=TCPConnector(local_addr=(address, 0)))
+        return await aiohttp_client(like.server, cookie_jar=browser_jar(like.server.port),
+                                    connector=TCPConnector(local_addr=(address, 0)))
 
     return make
 
@@ -239,27 +240,18 @@ async def test_the_limit_survives_a_restart(settings, make_client, make_user, cl
 
 # --- enumeration -----------------------------------------------------------------------------------------
 
-@pytest.fixture
-async def failures(make_user, authenticator):
-    """One failed sign-in of each kind: unknown user, wrong password, disabled user (right password)."""
-    await make_user("alice")
-    bob = await make_user("bob")
-    await authenticator.users.set_disabled(bob.id, True)
-    return {"unknown user": ("mallory", PASSWORD), "wrong password": ("alice", PASSWORD + "!"),
-            "disabled user": ("bob", PASSWORD)}
-
-
-async def test_unknown_wrong_password_and_disabled_answer_identically(client, failures):
-    answers = {kind: await answer(await attempt(client, name, password)) for kind, (name, password) in failures.items()}
+async def test_unknown_wrong_password_and_disabled_answer_identically(client, failed_sign_ins):
+    answers = {kind: await answer(await attempt(client, name, password))
+               for kind, (name, password) in failed_sign_ins.items()}
     assert len(set(map(repr, answers.values()))) == 1, answers
     status, _, body, names, _ = answers["unknown user"]
     assert status == 401 and json.loads(body)["error"] == "invalid_credentials"
     assert "Set-Cookie" not in names
 
 
-async def test_throttled_real_and_unknown_users_answer_identically(client, failures, client_from):
+async def test_throttled_real_and_unknown_users_answer_identically(client, failed_sign_ins, client_from):
     answers = {}
-    for address, (kind, (name, password)) in zip(("127.0.0.2", "127.0.0.3", "127.0.0.4"), failures.items()):
+    for address, (kind, (name, password)) in zip(("127.0.0.2", "127.0.0.3", "127.0.0.4"), failed_sign_ins.items()):
         own = await client_from(client, address)  # each on its own address: only the per-user window fills
         await fail(own, 5, name=name)
         answers[kind] = await answer(await attempt(own, name, password))
