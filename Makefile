@@ -1,13 +1,13 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
 # make bench: load a bare handler and the service with wrk over loopback (needs /usr/bin/wrk: apt-get install wrk);
 # prints a table and writes bench/results.json. A few minutes.
-# make lock: regenerate requirements/*.txt from pyproject.toml. make test-latest: the suite against the newest
+# make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml. make test-latest: the suite against the newest
 # releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RUNTIME_LOCK := requirements/runtime.txt
-DEV_LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements.txt
+DEV_LOCK := requirements-dev.txt
 # The lock tool itself, pinned so that `make lock` is repeatable.
 PIP_TOOLS := pip-tools==7.7.0 pip==26.3
 COMPILE = $(LOCKER)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \

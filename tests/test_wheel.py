@@ -61,7 +61,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = tmp_path_factory.mktemp("venv") / "venv"
     venv.create(env, with_pip=True)
     pip = env / "bin" / "pip"
-    run(pip, "install", "--quiet", "--require-hashes", "--no-deps", "-r", ROOT / "requirements" / "runtime.txt")
+    run(pip, "install", "--quiet", "--require-hashes", "--no-deps", "-r", ROOT / "requirements.txt")
     run(pip, "install", "--quiet", "--no-deps", wheel)
     run(pip, "check")  # the lock satisfies every requirement the wheel declares
     return env / "bin"
