@@ -10,8 +10,8 @@ import pytest
 from service.core.accounts import Accounts
 from service.core.auth import Client
 from service.errors import AuthenticationRequired, CredentialsError, InvalidInput, RefreshFailed, UserError
+from tests.support.sign_in import PASSWORD
 
-PASSWORD = "correct horse battery staple"
 NEW = "a different long passphrase"
 LAPTOP = Client("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", "192.0.2.1")
 PHONE = Client("Mozilla/5.0 (Linux; Android 14) Chrome/150.0 Mobile Safari/537.36", "192.0.2.2")

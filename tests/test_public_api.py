@@ -9,8 +9,7 @@ import sys
 from aiohttp import web
 
 import service
-
-PASSWORD = "correct horse battery staple"
+from tests.support.sign_in import PASSWORD
 
 
 async def test_an_embedding_app_adds_pages_that_see_the_signed_in_user(settings, clock, make_client, make_user):

@@ -39,15 +39,18 @@ def check_name(name: str) -> str:
     return shown
 
 
+_HASH, _DISABLED = "hash", "disabled"  # the user record's fields that a credential change writes
+
+
 def password_field(password_hash: str) -> dict[str, str]:
     """The user-record field of a new password, for a step that also ends sessions
     (:meth:`SessionStore.revoke_all`)."""
-    return {"hash": password_hash}
+    return {_HASH: password_hash}
 
 
 def disabled_field(disabled: bool) -> dict[str, str]:
     """The user-record field that stops (or allows) sign-in and refresh."""
-    return {"disabled": "1" if disabled else "0"}
+    return {_DISABLED: "1" if disabled else "0"}
 
 
 class UserStore:
@@ -93,11 +96,11 @@ class UserStore:
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with translated():
-            await self._redis.hset(self._keys.user(user_id), *password_field(password_hash).popitem())
+            await self._redis.hset(self._keys.user(user_id), _HASH, password_hash)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         with translated():
-            await self._redis.hset(self._keys.user(user_id), *disabled_field(disabled).popitem())
+            await self._redis.hset(self._keys.user(user_id), _DISABLED, "1" if disabled else "0")
 
     async def remove(self, user: User) -> None:
         with translated():
