@@ -1,8 +1,9 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
 # make bench: load a bare handler and the service with wrk over loopback (needs /usr/bin/wrk: apt-get install wrk);
 # prints a table and writes bench/results.json. A few minutes.
-# make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml. make test-latest: the suite against the newest
-# releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
+# make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml, keeping every pin that still fits (run it
+# after adding or bumping a dependency). make lock-upgrade: move every pin to the newest release. make test-latest: the suite
+# against the newest releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ COMPILE = $(LOCKER)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --s
 LOCKER := .venv-lock
 LATEST := .venv-latest
 
-.PHONY: run test bench lock test-latest clean
+.PHONY: run test bench lock lock-upgrade test-latest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +43,17 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py
 
-lock:
-	test -x $(LOCKER)/bin/pip-compile || ($(PYTHON) -m venv $(LOCKER) && $(LOCKER)/bin/pip install --quiet $(PIP_TOOLS))
+lock: $(LOCKER)/bin/pip-compile
+	$(COMPILE) -o $(RUNTIME_LOCK) pyproject.toml
+	$(COMPILE) --extra test -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
+
+lock-upgrade: $(LOCKER)/bin/pip-compile
 	$(COMPILE) --upgrade -o $(RUNTIME_LOCK) pyproject.toml
 	$(COMPILE) --upgrade --extra test -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
+
+$(LOCKER)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCKER)
+	$(LOCKER)/bin/pip install --quiet $(PIP_TOOLS)
 
 test-latest:
 	rm -rf $(LATEST)
