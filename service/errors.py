@@ -24,6 +24,15 @@ class StoreUnavailable(ServiceError):
     """Redis cannot be reached or answered with an error; never a verdict about a session."""
 
 
+class StoreBug(ServiceError):
+    """Redis refused a command or a script failed: a bug in this service or a foreign key, never an
+    outage. Answered 500 and logged; not counted as a store error."""
+
+
+class CredentialsChanged(ServiceError):
+    """A user's credentials changed between reading them and acting on them (a racing change)."""
+
+
 class TokenError(ServiceError):
     """An access token is malformed, forged, of the wrong type, or otherwise unusable."""
 

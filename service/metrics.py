@@ -35,7 +35,8 @@ class Counts:
         """A rotation verdict or a RefreshFailed reason."""
 
     def revocation(self, kind: str, sessions: int = 1) -> None:
-        """``logout``, ``revoke`` or ``revoke_all``; ``sessions`` is how many ended."""
+        """``logout``, ``revoke``, ``revoke_all`` or ``evicted`` (over ``sessions.max_per_user``);
+        ``sessions`` is how many ended."""
 
     def throttle(self, scope: str) -> None:
         """A sign-in attempt (login or password change) refused by the ``user`` or ``ip`` window."""

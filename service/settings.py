@@ -77,6 +77,9 @@ class SessionSettings:
     idle_timeout: Duration = Duration(12 * 3600)
     absolute_timeout: Duration = Duration(14 * 86400)
     refresh_reuse_grace: Duration = Duration(10)
+    # At most this many live sessions a user; a new one ends the least recently used. 50 keeps the
+    # user's hash a listpack (storage/sessions.py) and bounds every script touching it.
+    max_per_user: int = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +227,9 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
     if settings.sessions.refresh_reuse_grace > 60:
         raise SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
+    if not 1 <= settings.sessions.max_per_user <= 1000:
+        raise SettingsError("sessions.max_per_user", "must be between 1 and 1000: every step on a user's "
+                                                     "sessions reads all of them")
     if settings.tokens.leeway > 300:
         raise SettingsError("tokens.leeway", "must be at most 5m: it lets expired tokens through")
     if settings.sessions.absolute_timeout > 366 * 86400:

@@ -48,7 +48,7 @@ def hash_key(timed_settings, alice_id) -> str:
 async def sign_in(store, refresh_tokens, clock, user_id: str, device: str = LAPTOP[0],
                   ip: str = LAPTOP[1]) -> RefreshToken:
     token = refresh_tokens.new(user_id, SessionStore.new_id())
-    assert await store.create(token, now=clock(), device=device, ip=ip) is not None
+    assert await store.create(token, now=clock(), device=device, ip=ip, generation="0") is not None
     return token
 
 
@@ -216,5 +216,5 @@ async def test_revoke_all_counts_only_sessions_that_had_not_ended(store, refresh
 
 async def test_parallel_sign_ins_all_land_in_the_one_hash(store, refresh_tokens, clock, alice_id):
     tokens = [refresh_tokens.new(alice_id, SessionStore.new_id()) for _ in range(20)]
-    await asyncio.gather(*(store.create(t, now=clock(), device=LAPTOP[0], ip=LAPTOP[1]) for t in tokens))
+    await asyncio.gather(*(store.create(t, now=clock(), device=LAPTOP[0], ip=LAPTOP[1], generation="0") for t in tokens))
     assert {info.session_id for info in await store.list(alice_id)} == {t.session_id for t in tokens}

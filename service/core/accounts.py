@@ -2,8 +2,10 @@
 
 A rule such as "a new password ends every other session" or "disable ends every session" lives
 here once. Each change to a password or the disabled flag is written in the same atomic Redis step
-that ends the sessions (``SessionStore.revoke_all`` with the user's fields), and session creation and
-rotation read that same record, so no session refreshed under the old state outlives the change.
+that ends the sessions (``SessionStore.revoke_all`` with the user's fields) and bumps the user's
+credential generation. Session creation checks that generation against the one read with the hash
+the password was verified against, and rotation reads the same record, so no sign-in verified and no
+session refreshed under the old state outlives the change.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from ..errors import InvalidInput
+from ..errors import CredentialsChanged, InvalidInput
 from ..storage.sessions import SessionInfo, SessionStore
 from ..storage.users import User, UserStore, disabled_field, password_field
 from .access_tokens import AccessClaims
@@ -82,7 +84,11 @@ class Accounts:
         await self._auth.admitted(attempt)
         self.check_policy(new)
         fields = password_field(await self._passwords.hash(new))
-        ended = await self._end_sessions(user.id, keep=claims.session_id, fields=fields)
+        try:  # only if the password is still the one just checked: another change may have won meanwhile
+            ended = await self._end_sessions(user.id, keep=claims.session_id, fields=fields,
+                                             if_generation=user.generation)
+        except CredentialsChanged:
+            raise InvalidInput("The password was changed meanwhile. Sign in again.") from None
         log.info("password_changed", extra={"event": "password_changed", "user": user.id})
         return ended
 
@@ -115,7 +121,8 @@ class Accounts:
         log.info("user_removed", extra={"event": "user_removed", "user": user.id})
         return user, ended
 
-    async def _end_sessions(self, user_id: str, *, keep: str | None = None, fields: dict[str, str]) -> int:
-        ended = await self._sessions.revoke_all(user_id, keep=keep, user_fields=fields)
+    async def _end_sessions(self, user_id: str, *, keep: str | None = None, fields: dict[str, str],
+                            if_generation: str | None = None) -> int:
+        ended = await self._sessions.revoke_all(user_id, keep=keep, user_fields=fields, if_generation=if_generation)
         self._auth.ended(user_id, ended)
         return len(ended)

@@ -86,9 +86,8 @@ class Authenticator:
             log.info("login_failed", extra={"event": "login_failed", "ip": client.ip})
             self._metrics.login("failure")
             raise CredentialsError()
-        if self.passwords.needs_rehash(user.password_hash):
-            await self.users.set_password_hash(user.id, await self.passwords.hash(password))
-        issued = await self._start_session(user, client)
+        rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(user.password_hash) else None
+        issued = await self._start_session(user, client, rehash)
         await self.admitted(attempt)
         self._metrics.login("success")
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
@@ -112,13 +111,24 @@ class Authenticator:
         """The password checked out: free the attempt's slots in the throttle windows."""
         await self._throttle.succeeded(attempt)
 
-    async def _start_session(self, user: User, client: Client) -> Issued:
+    async def _start_session(self, user: User, client: Client, rehash: str | None) -> Issued:
+        """The session starts only if the user's credentials are still those just checked: a change of
+        password, a disable or a removal since then fails the sign-in (the generation, sessions.CREATE)."""
         token = self._refresh_tokens.new(user.id, self.sessions.new_id())
-        deadline = await self.sessions.create(token, now=self._clock(), device=describe(client.user_agent),
-                                              ip=client.ip)
-        if deadline is None:  # disabled or removed between the password check and now
+        created = await self.sessions.create(token, now=self._clock(), device=describe(client.user_agent),
+                                             ip=client.ip, generation=user.generation, rehash=rehash)
+        if created is None:
             raise CredentialsError()
-        return self._issue(user.id, token.session_id, user.name, token.value, deadline)
+        if created.evicted:
+            self.evicted(user.id, created.evicted)
+        return self._issue(user.id, token.session_id, user.name, token.value, created.absolute_deadline)
+
+    def evicted(self, user_id: str, session_ids: list[str]) -> None:
+        """A sign-in pushed the user past ``sessions.max_per_user``: the least recently used ended."""
+        for session_id in session_ids:
+            self.revocations.ended(user_id, session_id)
+            log.info("session_evicted", extra={"event": "session_evicted", "user": user_id, "sid": session_id})
+        self._metrics.revocation("evicted", len(session_ids))
 
     async def rotate(self, presented: str | None) -> Issued:
         """Exchange a refresh token for a new pair; within the grace window, the same successor.

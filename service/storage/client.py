@@ -19,7 +19,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
-from ..errors import SettingsError, StoreUnavailable
+from ..errors import SettingsError, StoreBug, StoreUnavailable
 from ..settings import RedisSettings
 from . import url as redis_url
 
@@ -155,11 +155,25 @@ class _Sentinel(Sentinel):
 
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
-    """Turn any redis or connection failure inside the block into :class:`StoreUnavailable`."""
+    """Turn any redis or connection failure inside the block into :class:`StoreUnavailable`, and a
+    command or script that Redis refused as wrong into :class:`StoreBug` (a 500, not the outage answer)."""
     try:
         yield
+    except redis.exceptions.ResponseError as exc:
+        if is_bug(exc):
+            raise StoreBug(f"redis refused a command: {str(exc)[:200]}") from exc
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
     except (redis.exceptions.RedisError, OSError) as exc:
         raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+
+def is_bug(exc: redis.exceptions.ResponseError) -> bool:
+    """A script's runtime error, a wrong argument or a key of the wrong type: what retrying cannot fix.
+
+    The subclasses (READONLY after a failover, CLUSTERDOWN, TRYAGAIN, MOVED, ...) and other replies
+    such as OOM, LOADING, BUSY or MASTERDOWN describe a server that cannot serve right now: an outage.
+    """
+    return type(exc) is redis.exceptions.ResponseError and str(exc).startswith(("ERR", "WRONGTYPE", "user_script"))
 
 
 class KeySpace:

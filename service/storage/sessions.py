@@ -30,12 +30,13 @@ an announcement, as when it expired through a TTL: short-lived access tokens cov
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..errors import RefreshFailed
+from ..errors import CredentialsChanged, RefreshFailed
 from ..settings import SessionSettings
 from .client import KeySpace, Redis, text, translated
 
@@ -43,6 +44,7 @@ from .client import KeySpace, Redis, text, translated
 _TTL_SLACK_MS = 60_000
 _MAX_VALUE = 64  # bytes: Redis's default hash-max-ziplist-value (listpack-value in 7.x)
 _DIGEST = 16  # bytes of a refresh token's SHA-256 that are stored
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 _DEVICE = 24  # characters of the device name kept: enough for any name devices.py gives
 
 # Shared by every script below. A session ends at the earlier of its idle and absolute deadlines.
@@ -55,6 +57,17 @@ local NO_DIGEST = string.rep('\\0', {_DIGEST})
 local function ends(state)
   local _, _, _, _, _, i, a = struct.unpack(STATE, state)
   return math.min(i, a)
+end
+
+local function last_used(state)
+  local _, _, _, _, u = struct.unpack(STATE, state)
+  return u
+end
+
+-- A session id as SessionStore.new_id makes them; anything else (such as a device field's name,
+-- '<id>:d') must not reach a write.
+local function valid_id(id)
+  return #id == 16 and not string.find(id, '[^%w_-]')
 end
 
 -- The user's sessions as {id, state} pairs; the other field of each, id..':d', is skipped.
@@ -77,19 +90,38 @@ local function tidy(key, now)
 end
 """
 
-# CREATE: start a session unless the user is missing or disabled.
+# CREATE: start a session unless the user is missing or disabled, or their credentials changed since
+# the caller checked them: the caller passes the credential generation it read with the password hash,
+# and every credential change (REVOKE_ALL with user fields) bumps it, so a sign-in verified against the
+# old password cannot create its session after the change ended the others. Then, if the user has more
+# than the cap of live sessions, the least recently used end (announced, like any revocation).
 # KEYS[1] the user's sessions, KEYS[2] the user
 # ARGV[1] session id, ARGV[2] refresh digest, ARGV[3] now ms, ARGV[4] idle deadline ms,
-# ARGV[5] absolute deadline ms, ARGV[6] device and client address ("Firefox on Linux\n203.0.113.7")
-# Returns 1, or 0 if the user cannot sign in.
+# ARGV[5] absolute deadline ms, ARGV[6] device and client address ("Firefox on Linux\n203.0.113.7"),
+# ARGV[7] the credential generation read with the hash, ARGV[8] the most sessions a user may have,
+# ARGV[9] revocation channel, ARGV[10] user id, ARGV[11] a new hash of the same password ('' for none:
+# written only if the generation still holds, so a rehash never undoes a password change)
+# Returns {1, ids of the sessions evicted...}, or {0} if the user cannot sign in.
 CREATE = _COMMON + """
-local user = redis.call('HMGET', KEYS[2], 'name', 'disabled')
-if not user[1] or user[2] == '1' then return 0 end
+local user = redis.call('HMGET', KEYS[2], 'name', 'disabled', 'gen')
+if not user[1] or user[2] == '1' or (user[3] or '0') ~= ARGV[7] then return {0} end
 local now = tonumber(ARGV[3])
 local state = struct.pack(STATE, ARGV[2], NO_DIGEST, 0, now, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[2], 'hash', ARGV[11]) end
 redis.call('HSET', KEYS[1], ARGV[1], state, ARGV[1] .. ':d', ARGV[6])
 tidy(KEYS[1], now)
-return 1
+local live = sessions(KEYS[1])
+local reply = {1}
+if #live > tonumber(ARGV[8]) then
+  table.sort(live, function(x, y) return last_used(x[2]) < last_used(y[2]) end)
+  for n = 1, #live - tonumber(ARGV[8]) do
+    local id = live[n][1]
+    redis.call('HDEL', KEYS[1], id, id .. ':d')
+    redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. id)
+    reply[#reply + 1] = id
+  end
+end
+return reply
 """
 
 # ROTATE: exchange a refresh token for its successor, forgive the immediate predecessor within the
@@ -102,6 +134,7 @@ return 1
 # ARGV[5] grace ms, ARGV[6] idle timeout ms, ARGV[7] revocation channel, ARGV[8] the revocation message
 # Returns {verdict, username, absolute deadline ms}; verdict is rotated|kept|grace|gone|disabled|expired|reused.
 ROTATE = _COMMON + """
+if not valid_id(ARGV[1]) then return {'gone'} end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return {'gone'} end
 local rt, pv, g, c, _, i, a = struct.unpack(STATE, state)
@@ -140,6 +173,7 @@ return redis.call('HGETALL', KEYS[1])
 # ARGV[4] the revocation message
 # Returns 1 if the session was live, else 0.
 REVOKE = _COMMON + """
+if not valid_id(ARGV[1]) then return 0 end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':d')
@@ -151,14 +185,19 @@ return 0
 
 # REVOKE_ALL: change the user's credentials (optionally) and end every session of the user but one,
 # announcing each live one, in one step: no session signed in or refreshed under the old credentials
-# outlives the change (CREATE and ROTATE read the same user record).
+# outlives the change. A change also bumps the user's credential generation, which CREATE checks, so a
+# sign-in verified against the old credentials fails too. With an expected generation, nothing happens
+# unless the credentials are still those the caller checked (a password change racing another).
 # KEYS[1] the user's sessions, KEYS[2] the user; ARGV[1] now ms, ARGV[2] revocation channel,
-# ARGV[3] user id, ARGV[4] the session to keep ('' for none), ARGV[5..] field, value pairs to write
-# on the user record (only if it exists: a removed user is not brought back).
-# Returns the ids of the live sessions that ended.
+# ARGV[3] user id, ARGV[4] the session to keep ('' for none), ARGV[5] the expected generation ('' for
+# any), ARGV[6..] field, value pairs to write on the user record (only if it exists: a removed user is
+# not brought back).
+# Returns the ids of the live sessions that ended, or false if the generation was not the expected one.
 REVOKE_ALL = _COMMON + """
-if #ARGV > 4 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if ARGV[5] ~= '' and (redis.call('HGET', KEYS[2], 'gen') or '0') ~= ARGV[5] then return false end
+if #ARGV > 5 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+  redis.call('HINCRBY', KEYS[2], 'gen', 1)
 end
 local now, ended = tonumber(ARGV[1]), {}
 for _, session in ipairs(sessions(KEYS[1])) do
@@ -198,6 +237,14 @@ class Rotation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Created:
+    """A new session: until when it may live, and the user's sessions it pushed over the cap."""
+
+    absolute_deadline: float
+    evicted: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
 class SessionInfo:
     session_id: str
     created: float
@@ -228,16 +275,22 @@ class SessionStore:
 
     @staticmethod
     def new_id() -> str:
-        return secrets.token_urlsafe(12)
+        return secrets.token_urlsafe(12)  # 16 characters of [A-Za-z0-9_-]: see is_session_id
 
-    async def create(self, token: RefreshToken, *, now: float, device: str, ip: str) -> float | None:
-        """Store a new session for ``token``; returns its absolute deadline, or None if the user can't sign in."""
+    async def create(self, token: RefreshToken, *, now: float, device: str, ip: str, generation: str,
+                     rehash: str | None = None) -> Created | None:
+        """Store a new session for ``token``, unless the user cannot sign in (missing, disabled, or
+        their credentials are no longer those of ``generation``: see CREATE). ``rehash`` replaces the
+        password hash in the same step, under the same condition."""
         idle, absolute = self._settings.idle_timeout, self._settings.absolute_timeout
         args: list[Any] = [token.session_id, _digest(token), _ms(now), _ms(now + idle), _ms(now + absolute),
-                           _shown(device, ip)]
+                           _shown(device, ip), generation, self._settings.max_per_user, self._keys.revocations(),
+                           token.user_id, rehash or ""]
         with translated():
-            created = await self._create(keys=self._user_keys(token.user_id), args=args)
-        return now + absolute if created else None
+            reply = await self._create(keys=self._user_keys(token.user_id), args=args)
+        if not int(reply[0]):
+            return None
+        return Created(now + absolute, [text(session_id) for session_id in reply[1:]])
 
     async def rotate(self, presented: RefreshToken, successor: RefreshToken, *, now: float) -> Rotation:
         """Atomically exchange ``presented`` for ``successor``.
@@ -265,23 +318,31 @@ class SessionStore:
             return bool(await self._redis.hexists(self._keys.user_sessions(user_id), session_id))
 
     async def revoke(self, user_id: str, session_id: str) -> bool:
-        """End one session; True if it was live."""
+        """End one session; True if it was live. An id this store never makes matches nothing."""
+        if not is_session_id(session_id):
+            return False
         args: list[Any] = [session_id, _ms(self._clock()), self._keys.revocations(), f"{user_id} {session_id}"]
         with translated():
             return bool(await self._revoke(keys=[self._keys.user_sessions(user_id)], args=args))
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None,
-                         user_fields: Mapping[str, str] | None = None) -> list[str]:
+                         user_fields: Mapping[str, str] | None = None, if_generation: str | None = None) -> list[str]:
         """End every session of a user but ``keep``; returns the ids of the live ones that ended.
 
         ``user_fields`` (a new password hash, the disabled flag; see users.py) are written on the user
-        record in the same atomic step.
+        record in the same atomic step, which also bumps the credential generation.
+
+        Raises:
+            CredentialsChanged: ``if_generation`` is given and the user's generation is another one;
+                nothing was written or ended.
         """
-        args: list[Any] = [_ms(self._clock()), self._keys.revocations(), user_id, keep or ""]
+        args: list[Any] = [_ms(self._clock()), self._keys.revocations(), user_id, keep or "", if_generation or ""]
         for field, value in (user_fields or {}).items():
             args += [field, value]
         with translated():
             ended = await self._revoke_all(keys=self._user_keys(user_id), args=args)
+        if ended is None:
+            raise CredentialsChanged()
         return [text(session_id) for session_id in ended]
 
     async def list(self, user_id: str) -> Sequence[SessionInfo]:
@@ -295,6 +356,11 @@ class SessionStore:
 
     def _user_keys(self, user_id: str) -> Sequence[str]:
         return [self._keys.user_sessions(user_id), self._keys.user(user_id)]
+
+
+def is_session_id(value: str) -> bool:
+    """Whether ``value`` has the form of the ids :meth:`SessionStore.new_id` makes (the scripts check too)."""
+    return _SESSION_ID.fullmatch(value) is not None
 
 
 def _ms(seconds: float) -> int:

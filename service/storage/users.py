@@ -24,6 +24,9 @@ class User:
     password_hash: str
     disabled: bool
     created: float
+    # Bumped by every change of password or of the disabled flag (sessions.REVOKE_ALL), read with the
+    # hash: a session starts only if it is still the same (sessions.CREATE).
+    generation: str = "0"
 
 
 def normalize(name: str) -> str:
@@ -79,6 +82,7 @@ class UserStore:
             password_hash=text(fields[b"hash"]),
             disabled=fields.get(b"disabled") == b"1",
             created=float(fields[b"created"]),
+            generation=text(fields.get(b"gen", b"0")),
         )
 
     async def create(self, name: str, password_hash: str, now: float) -> User:
@@ -93,10 +97,6 @@ class UserStore:
                 raise UserError(f"user {shown!r} already exists")
             await self._redis.sadd(self._keys.all_users(), user.id)
         return user
-
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        with translated():
-            await self._redis.hset(self._keys.user(user_id), _HASH, password_hash)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         with translated():
