@@ -17,9 +17,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# RefreshFailed reasons (storage/sessions.py verdicts, core/refresh_tokens.py parsing) → the outcome label.
-_REFRESH_OUTCOMES = {"rotated": "rotated", "grace": "grace", "reused": "reused", "expired": "expired",
-                     "gone": "revoked", "disabled": "disabled", "missing": "missing"}
+# Every refresh outcome → its label: the verdicts of storage/sessions.py's ROTATE (rotated, kept and
+# grace succeed; the rest are RefreshFailed reasons) and core's own RefreshFailed reasons (missing in
+# core/auth.py, malformed and forged in core/refresh_tokens.py). One label each, so a kept token is
+# not mistaken for an attack; an outcome missing here is a bug, raised, not counted under a catch-all.
+REFRESH_OUTCOMES = {"rotated": "rotated", "kept": "kept", "grace": "grace", "reused": "reused",
+                    "expired": "expired", "gone": "revoked", "disabled": "disabled", "missing": "missing",
+                    "malformed": "malformed", "forged": "forged"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Latency buckets in seconds: the hot path is tens of µs; a login's argon2 hash is tens to hundreds of ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -32,7 +36,7 @@ class Counts:
         """``success``, ``failure`` or ``throttled``."""
 
     def refresh(self, outcome: str) -> None:
-        """A rotation verdict or a RefreshFailed reason."""
+        """A rotation verdict or a RefreshFailed reason: a key of :data:`REFRESH_OUTCOMES`."""
 
     def revocation(self, kind: str, sessions: int = 1) -> None:
         """``logout``, ``revoke``, ``revoke_all`` or ``evicted`` (over ``sessions.max_per_user``);
@@ -59,6 +63,8 @@ class Metrics(Counts):
                                   ["scope"], registry=r)
         self._store_errors = Counter("session_store_errors", "Requests that failed because Redis did not answer.",
                                      registry=r)
+        for label in REFRESH_OUTCOMES.values():  # every series from the start, so a rate() sees its first event
+            self._refreshes.labels(label)
         self._requests = _Requests()
         r.register(self._requests)
 
@@ -66,7 +72,10 @@ class Metrics(Counts):
         self._logins.labels(outcome).inc()
 
     def refresh(self, outcome: str) -> None:
-        self._refreshes.labels(_REFRESH_OUTCOMES.get(outcome, "invalid")).inc()
+        label = REFRESH_OUTCOMES.get(outcome)
+        if label is None:
+            raise ValueError(f"refresh outcome {outcome!r} has no label in metrics.REFRESH_OUTCOMES")
+        self._refreshes.labels(label).inc()
 
     def revocation(self, kind: str, sessions: int = 1) -> None:
         self._revocations.labels(kind).inc(sessions)

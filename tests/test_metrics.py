@@ -3,31 +3,14 @@ latency histogram labelled by route name, never by raw path."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cookies import jar_snapshot, with_value
+from tests.support.metrics import scrape, value
 from tests.support.sign_in import PASSWORD, login
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def scrape(client: Any, path: str = "/metrics") -> Samples:
-    response = await client.get(path)
-    assert response.status == 200, response.status
-    assert response.content_type == "text/plain"
-    samples: Samples = {}
-    for family in text_string_to_metric_families(await response.text()):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 async def test_metrics_is_prometheus_text_and_needs_no_cookie(client):
@@ -81,7 +64,7 @@ async def test_refreshes_are_counted_by_outcome(client, make_user, another_clien
     assert (await forged.post("/auth/refresh", headers=FETCH)).status == 401
     assert (await nothing.post("/auth/refresh", headers=FETCH)).status == 401
     samples = await scrape(client)
-    for outcome, count in {"rotated": 1, "grace": 1, "reused": 1, "revoked": 1, "invalid": 1,
+    for outcome, count in {"rotated": 1, "grace": 1, "reused": 1, "revoked": 1, "malformed": 1,
                            "missing": 1}.items():
         assert value(samples, "session_refreshes_total", outcome=outcome) == count, outcome
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from ..errors import CredentialsChanged, InvalidInput
 from ..storage.sessions import SessionInfo, SessionStore
 from ..storage.users import User, UserStore, disabled_field, password_field
+from . import usernames
 from .access_tokens import AccessClaims
 from .auth import Authenticator, Client
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
@@ -46,7 +47,15 @@ class Accounts:
         self._passwords.check_policy(password)
 
     async def create(self, name: str, password: str, *, now: float) -> User:
+        """A new user, unless the name mixes scripts or looks like an existing user's (usernames.py).
+
+        Raises:
+            UserError: the name is refused, taken or looks like one taken.
+            InvalidInput: the password breaks the length policy.
+        """
         self.check_policy(password)
+        # Every name is read: creating users is an operator's step, rare enough to pay for a scan.
+        usernames.check_new(name, [user.name for user in await self._users.all()])
         user = await self._users.create(name, await self._passwords.hash(password), now)
         log.info("user_created", extra={"event": "user_created", "user": user.id})
         return user

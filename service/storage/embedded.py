@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import stat
 from types import TracebackType
 
 from redis.asyncio import Redis
@@ -24,6 +25,9 @@ from ..errors import SettingsError, StoreUnavailable
 _SUN_PATH_MAX = 107  # sun_path is 108 bytes with the NUL; redis 6.2 silently truncates a longer path
 _PR_SET_PDEATHSIG = 1
 _POLL = 0.02
+# The data dir holds password hashes (the AOF), session state and signing keys: owner only, whatever
+# the umask or a pre-made directory says (systemd's StateDirectory= and docker volumes default to 0755).
+_PRIVATE_UMASK = 0o077
 SUPERVISE_INTERVAL = 0.5  # seconds between looks at a spawned redis-server
 log = logging.getLogger("service")
 
@@ -50,6 +54,22 @@ def die_with_parent(parent: int) -> None:
         return  # no prctl (not Linux): the child outlives a crashed parent
     if os.getppid() != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def make_private(directory: pathlib.Path) -> None:
+    """Clear the group and other bits of ``directory`` and of everything below it (symlinks are not
+    followed), logging the change of the directory itself."""
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & _PRIVATE_UMASK:
+        directory.chmod(mode & ~_PRIVATE_UMASK)
+        log.warning("made the data directory %s private: mode %04o is now %04o", directory, mode,
+                    mode & ~_PRIVATE_UMASK)
+    for root, dirs, files in os.walk(directory):  # followlinks=False: a link out of the dir is left alone
+        for name in (*dirs, *files):
+            path = pathlib.Path(root, name)
+            info = path.lstat()
+            if not stat.S_ISLNK(info.st_mode) and stat.S_IMODE(info.st_mode) & _PRIVATE_UMASK:
+                path.chmod(stat.S_IMODE(info.st_mode) & ~_PRIVATE_UMASK)
 
 
 class EmbeddedRedis:
@@ -126,14 +146,7 @@ class EmbeddedRedis:
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             state = await self._ping()  # a server already up (e.g. the running service's) is shared
             if state == "down":
-                binary = self.binary or find_redis_server()
-                self.socket_path.unlink(missing_ok=True)  # stale socket left by a killed server
-                # stdout/stderr into redis.log: a rejected argument is printed there, not to --logfile
-                with open(self.data_dir / "redis.log", "ab") as log:
-                    self._proc = await asyncio.create_subprocess_exec(
-                        binary, *self._arguments(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                        preexec_fn=functools.partial(die_with_parent, os.getpid()))
-                self.owned = True
+                await self._spawn()
         except OSError as exc:
             raise StoreUnavailable(f"cannot start embedded redis in {self.data_dir}: {exc}") from exc
         deadline = asyncio.get_running_loop().time() + timeout
@@ -148,6 +161,19 @@ class EmbeddedRedis:
                 continue
             await self.stop(timeout=1.0)
             raise StoreUnavailable(f"embedded redis in {self.data_dir}: {problem}; log: {self._log_tail()}")
+
+    async def _spawn(self) -> None:
+        binary = self.binary or find_redis_server()
+        make_private(self.data_dir)
+        self.socket_path.unlink(missing_ok=True)  # stale socket left by a killed server
+        # stdout/stderr into redis.log: a rejected argument is printed there, not to --logfile
+        fd = os.open(self.data_dir / "redis.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "ab") as log:
+            # The umask covers every file redis creates later: the AOF and its rewrites, --logfile.
+            self._proc = await asyncio.create_subprocess_exec(
+                binary, *self._arguments(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                umask=_PRIVATE_UMASK, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        self.owned = True
 
     async def keep_alive(self) -> None:
         """Until cancelled, restart the redis-server we spawned whenever it dies (a SIGKILL, the OOM

@@ -12,4 +12,5 @@
 - ``cookies``: reading, copying and rewriting a client's cookies.
 - ``tokens``: access tokens signed by hand, to forge what PyJWT would refuse to write.
 - ``raw_http``: exact request bytes on a socket.
+- ``metrics``: scraping ``/metrics`` and reading its samples.
 """

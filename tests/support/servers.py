@@ -35,6 +35,7 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.args: list[str] = []
+        self.umask = -1  # the umask it starts with; -1 keeps this process's
 
     @property
     def log(self) -> Path:
@@ -50,7 +51,7 @@ class ServiceProcess:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=self.cli.cwd,
                                             env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
+                                            stderr=subprocess.STDOUT, umask=self.umask)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             assert self.process.poll() is None, f"the service exited early:\n{self.log_text()}"
