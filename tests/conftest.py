@@ -19,6 +19,7 @@ from yarl import URL
 
 from service import settings as settings_module
 from service.clock import SettableClock
+from service.core.accounts import Accounts
 from service.settings import Settings
 from service.storage.client import connect
 from service.web.app import build_authenticator, create_app
@@ -136,6 +137,12 @@ async def redis_client(settings: Settings) -> AsyncIterator[Any]:
 def authenticator(settings: Settings, redis_client: Any, clock: SettableClock) -> Any:
     """The core wired as the CLI wires it (``users disable`` and friends), on the test's key prefix."""
     return build_authenticator(settings, redis_client, clock)
+
+
+@pytest.fixture
+def accounts(authenticator: Any) -> Accounts:
+    """The account core, as the CLI and the HTTP handlers use it."""
+    return Accounts(authenticator)
 
 
 @pytest.fixture

@@ -17,11 +17,6 @@ LAPTOP = Client("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", "192.0.2.1")
 PHONE = Client("Mozilla/5.0 (Linux; Android 14) Chrome/150.0 Mobile Safari/537.36", "192.0.2.2")
 
 
-@pytest.fixture
-def accounts(authenticator) -> Accounts:
-    return Accounts(authenticator)
-
-
 async def ended(authenticator, issued) -> bool:
     """True if neither the session's access token nor its refresh token works any more."""
     try:

@@ -37,12 +37,6 @@ def test_the_cli_refuses_look_alikes_of_an_existing_user(cli: Cli) -> None:
     assert [line.split("\t")[0] for line in cli.ok("users", "list")] == ["alice"]
 
 
-@pytest.fixture
-def accounts(authenticator: Any) -> Accounts:
-    """The account core, as the CLI and the HTTP handlers use it."""
-    return Accounts(authenticator)
-
-
 @pytest.mark.parametrize("name, message", [
     (CYRILLIC_A, "mixes Cyrillic and Latin letters"),
     (DOTLESS_I, "looks like the existing user 'alice'"),
