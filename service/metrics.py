@@ -18,12 +18,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Every refresh outcome → its label: the verdicts of storage/sessions.py's ROTATE (rotated, kept and
-# grace succeed; the rest are RefreshFailed reasons) and core's own RefreshFailed reasons (missing in
-# core/auth.py, malformed and forged in core/refresh_tokens.py). One label each, so a kept token is
+# grace succeed; the rest are RefreshFailed reasons) and core's own RefreshFailed reasons (missing and
+# unbound in core/auth.py, malformed and forged in core/refresh_tokens.py). One label each, so a kept token is
 # not mistaken for an attack; an outcome missing here is a bug, raised, not counted under a catch-all.
 REFRESH_OUTCOMES = {"rotated": "rotated", "kept": "kept", "grace": "grace", "reused": "reused",
                     "expired": "expired", "gone": "revoked", "disabled": "disabled", "missing": "missing",
-                    "malformed": "malformed", "forged": "forged"}
+                    "unbound": "unbound", "malformed": "malformed", "forged": "forged"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Latency buckets in seconds: the hot path is tens of µs; a login's argon2 hash is tens to hundreds of ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

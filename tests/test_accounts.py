@@ -26,7 +26,7 @@ async def ended(authenticator, issued) -> bool:
     else:
         return False
     with pytest.raises(RefreshFailed):
-        await authenticator.rotate(issued.refresh)
+        await authenticator.rotate([issued.refresh], bound_to=issued.claims)
     return True
 
 

@@ -60,6 +60,7 @@ async def test_refreshes_are_counted_by_outcome(client, make_user, another_clien
     assert (await old_tab.post("/auth/refresh", headers=FETCH)).status == 200  # its predecessor, in grace
     clock.advance(GRACE + 1)
     assert (await thief.post("/auth/refresh", headers=FETCH)).status == 401  # reused: the session ends
+    clock.advance(300)  # tokens.access_ttl: the client's access token has expired, as on the hop
     assert (await client.post("/auth/refresh", headers=FETCH)).status == 401  # revoked by that reuse
     assert (await forged.post("/auth/refresh", headers=FETCH)).status == 401
     assert (await nothing.post("/auth/refresh", headers=FETCH)).status == 401

@@ -224,7 +224,7 @@ async def test_disabled_user_cannot_refresh(make_user: Any, auth: Authenticator)
     issued = await auth.login("alice", PASSWORD, CLIENT)
     await auth.users.set_disabled(user.id, True)
     with pytest.raises(RefreshFailed):
-        await auth.rotate(issued.refresh)
+        await auth.rotate([issued.refresh], bound_to=issued.claims)
 
 
 async def test_overlong_password_is_refused_without_hashing_it_all(make_user: Any, auth: Authenticator) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 from ..clock import Clock
 from ..errors import AuthenticationRequired, CredentialsError, RefreshFailed, StoreUnavailable, Throttled
@@ -19,7 +20,7 @@ from ..storage.users import User, UserStore
 from .access_tokens import AccessClaims, TokenCodec
 from .devices import describe
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
-from .refresh_tokens import RefreshTokens
+from .refresh_tokens import RefreshToken, RefreshTokens
 from .revocations import RevocationView
 
 log = logging.getLogger("service.security")
@@ -130,16 +131,21 @@ class Authenticator:
             log.info("session_evicted", extra={"event": "session_evicted", "user": user_id, "sid": session_id})
         self._metrics.revocation("evicted", len(session_ids))
 
-    async def rotate(self, presented: str | None) -> Issued:
-        """Exchange a refresh token for a new pair; within the grace window, the same successor.
+    async def rotate(self, presented: Sequence[str], *, bound_to: AccessClaims | None) -> Issued:
+        """Exchange the refresh token of ``bound_to``'s session for a new pair; within the grace window,
+        the same successor. ``presented`` holds every refresh token the request carried.
+
+        SECURITY: cookie tossing. A sibling host can plant its own user's refresh cookie beside the
+        victim's, or instead of it, and a rotation would sign the victim in as that user. So a refresh
+        token is used only with the authentic access token of the same session (an expired one is what
+        the refresh hop carries), which a sibling host cannot plant; see web/cookies.py.
 
         Raises:
-            RefreshFailed: missing, malformed, forged, expired, revoked, disabled or reused.
+            RefreshFailed: missing, unbound (no token of the access token's session), malformed,
+                forged, expired, revoked, disabled or reused.
         """
         try:
-            if not presented:
-                raise RefreshFailed("missing")
-            token = self._refresh_tokens.parse(presented)
+            token = self._bound(presented, bound_to)
         except RefreshFailed as failure:
             self._metrics.refresh(failure.reason)
             raise
@@ -157,6 +163,23 @@ class Authenticator:
         kept = token if rotation.verdict == "kept" else successor  # kept: issued moments ago, see sessions.ROTATE
         return self._issue(token.user_id, token.session_id, rotation.username, kept.value,
                            rotation.absolute_deadline)
+
+    def _bound(self, presented: Sequence[str], claims: AccessClaims | None) -> RefreshToken:
+        """The presented token of ``claims``' session. Else the reason: missing, unbound (a genuine
+        token of another session, or no access token), or what was wrong with a token."""
+        if not presented:
+            raise RefreshFailed("missing")
+        failure: RefreshFailed | None = None
+        for value in presented:
+            try:
+                token = self._refresh_tokens.parse(value)
+            except RefreshFailed as wrong:
+                failure = failure or wrong
+                continue
+            if claims and (token.user_id, token.session_id) == (claims.user_id, claims.session_id):
+                return token
+            failure = RefreshFailed("unbound")  # the planted one of cookie tossing; it outranks typos
+        raise failure or RefreshFailed("unbound")
 
     def _issue(self, user_id: str, session_id: str, username: str, refresh: str, deadline: float) -> Issued:
         claims = self._codec.mint(user_id=user_id, session_id=session_id, username=username, not_after=deadline)

@@ -159,18 +159,24 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
     if request.path == paths.login:
         if request.content_type not in _FORMS:
             return  # a JSON body cannot be sent cross-site without a CORS preflight, which we never grant
-        nonce = cookies.read_login_nonce(request)
-        expected = tokens.for_login(nonce) if nonce else None
+        presented = await _presented_token(request)
+        if not any(tokens.matches(tokens.for_login(nonce), presented) for nonce in cookies.read_login_nonces(request)):
+            raise CsrfRejected("missing or wrong CSRF token")
+        return
     elif claims is None:
         return  # no session for a forged request to ride on
     else:
         expected = tokens.for_session(claims.session_id)
+    if not tokens.matches(expected, await _presented_token(request)):
+        raise CsrfRejected("missing or wrong CSRF token")
+
+
+async def _presented_token(request: web.Request) -> str | None:
     presented = request.headers.get(HEADER)
     if presented is None and request.content_type in _FORMS:
         value = (await request.post()).get(FIELD)
         presented = value if isinstance(value, str) else None
-    if not tokens.matches(expected, presented):
-        raise CsrfRejected("missing or wrong CSRF token")
+    return presented
 
 
 def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: Paths,

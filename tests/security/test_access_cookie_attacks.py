@@ -487,20 +487,20 @@ async def test_long_expired_token_without_a_refresh_cookie_ends_on_the_login_pag
     await assert_unharmed(scene)
 
 
-async def test_expired_token_of_the_victim_refreshed_with_the_attackers_refresh_cookie_yields_the_attacker(
+async def test_expired_token_of_the_victim_beside_the_attackers_refresh_cookie_is_sent_to_sign_in(
         scene, another_client):
-    """Anchors B.22: identity after a refresh comes only from the server-side refresh record. mallory
-    puts an (authentic, expired) token of alice's next to her own refresh cookie: she comes back as
-    mallory, and alice's session is untouched."""
+    """Anchors B.22: a refresh token is used only beside the access token of its own session. mallory
+    puts an (authentic, expired) token of alice's next to her own refresh cookie: the hop sends her to
+    sign in and clears both cookies, mallory's session is not rotated, and alice's is untouched."""
     expired = scene.sign(scene.claims_of("alice", iat=scene.now - 120, exp=scene.now - 60))
     mallory = await another_client(scene.attacker, cookies=with_value(jar_snapshot(scene.attacker), "access", expired))
     response = await mallory.get("/api/me", headers=JSON_GET)
-    assert response.status == 200
-    me = await response.json()
-    assert (me["name"], me["id"], me["session"]) == ("mallory", scene.mallory["user"]["id"], scene.mallory["session"])
+    assert response.status == 401 and (await response.json())["error"] == "unauthenticated"
     now = await stored(scene.redis, scene.settings.redis.key_prefix)
     alice_keys = [key for key in scene.before if scene.alice["user"]["id"].encode() in key]
     assert alice_keys and all(now.get(key) == scene.before[key] for key in alice_keys)
+    mallory_keys = [key for key in scene.before if scene.mallory["user"]["id"].encode() in key]
+    assert mallory_keys and all(now.get(key) == scene.before[key] for key in mallory_keys)
     assert (await scene.victim.get("/api/me", headers=JSON_GET)).status == 200
 
 

@@ -212,12 +212,13 @@ def names_and_flags(response: Any) -> dict[str, tuple[str, bool, str]]:
     ({}, {}, {"__Host-access": ("/", True, ""), "__Secure-refresh": ("/auth", True, "")}),
     ({"secure": False}, {}, {"access": ("/", False, ""), "refresh": ("/auth", False, "")}),
     ({}, {"url_prefix": "/sso"}, {"__Secure-access": ("/sso/", True, ""),
-                                  "__Secure-refresh": ("/sso/auth", True, "")}),
+                                  "__Secure-refresh": ("/sso/auth", True, ""), "__Host-anchor": ("/", True, "")}),
 ], ids=["secure: __Host- and __Secure-", "not secure: no prefix", "URL prefix: __Secure- for both"])
 async def test_session_cookies_carry_the_prefix_their_attributes_allow(make_client, make_user, make_settings,
                                                                        cookies, server, expected):
     """Issue 3 §4: __Host- (access) and __Secure- (refresh) when secure. A path-scoped cookie cannot be
-    __Host-, and without Secure a prefix would make browsers drop the cookie."""
+    __Host-, and without Secure a prefix would make browsers drop the cookie; under a URL prefix the
+    __Host-anchor (Path=/) names the authentic path-scoped access cookie."""
     await make_user()
     client = await make_client(of=make_settings(cookies=cookies, server=server))
     prefix = server.get("url_prefix", "")

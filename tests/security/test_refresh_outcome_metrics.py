@@ -17,6 +17,7 @@ from tests.support.metrics import by_label, scrape
 from tests.support.sign_in import login
 
 GRACE = 10  # sessions.refresh_reuse_grace's default, in seconds
+ACCESS_TTL = 300  # tokens.access_ttl's default
 IDLE = 12 * 3600  # sessions.idle_timeout's default
 FETCH = {"Sec-Fetch-Mode": "cors", "Accept": "application/json"}
 CORE = Path(__file__).resolve().parents[2] / "service" / "core"
@@ -62,7 +63,9 @@ async def test_a_stolen_token_replayed_after_the_grace_window_is_counted_as_reus
     assert (await signed_in.post("/auth/refresh", headers=FETCH)).status == 200
     clock.advance(GRACE + 1)
     assert await refreshes_counted(signed_in, thief) == {"reused": 1}
-    # The reuse ended the session: the victim's own newest token is now refused as revoked.
+    # The reuse ended the session: when the victim's access token expires, the hop's refresh with their
+    # own newest token is refused as revoked.
+    clock.advance(ACCESS_TTL)
     assert await refreshes_counted(signed_in, signed_in) == {"revoked": 1}
 
 
@@ -79,6 +82,15 @@ async def test_a_disabled_users_token_is_counted_as_disabled(signed_in, authenti
 
 async def test_a_request_without_a_refresh_cookie_is_counted_as_missing(signed_in, another_client):
     assert await refreshes_counted(signed_in, await another_client(signed_in, cookies=[])) == {"missing": 1}
+
+
+async def test_another_sessions_refresh_cookie_is_counted_as_unbound(signed_in, another_client):
+    """Cookie tossing: a genuine refresh token beside the access token of another session is never used."""
+    other = await another_client(signed_in, cookies=[])
+    await login(other, "alice")
+    tossed = await another_client(signed_in, cookies=with_value(jar_snapshot(signed_in), "refresh",
+                                                                 cookie(other, "refresh")))
+    assert await refreshes_counted(signed_in, tossed) == {"unbound": 1}
 
 
 async def test_garbage_in_the_refresh_cookie_is_counted_as_malformed(signed_in, another_client):

@@ -31,7 +31,7 @@ async def test_sign_ins_past_the_cap_end_the_least_recently_used_sessions(
     clock.advance(1)
     third = await auth.login("alice", PASSWORD, LAPTOP)
     clock.advance(1)
-    await auth.rotate(first.refresh)  # first is now the most recently used; second the least
+    await auth.rotate([first.refresh], bound_to=first.claims)  # first is now the most recently used; second the least
 
     with caplog.at_level(logging.INFO, logger="service.security"):
         fourth = await auth.login("alice", PASSWORD, LAPTOP)

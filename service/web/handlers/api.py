@@ -12,7 +12,9 @@ async def refresh(request: web.Request) -> web.StreamResponse:
     """Rotate the refresh token. With ``next`` (the pipeline's hop) or on GET, answer ``307 → next``,
     so the browser replays the original request with fresh cookies; otherwise answer JSON."""
     app = request.app
-    issued = await app[appkeys.authenticator].rotate(app[appkeys.cookies].read_refresh(request))
+    state = request[appkeys.auth_state]
+    issued = await app[appkeys.authenticator].rotate(app[appkeys.cookies].read_refreshes(request),
+                                                     bound_to=state.user or state.expired)
     if "next" in request.query or request.method == "GET":
         next_path = app[appkeys.paths].safe_next(request.query.get("next"))
         response: web.StreamResponse = web.Response(status=307, headers={"Location": next_path})

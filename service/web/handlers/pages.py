@@ -16,7 +16,8 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     if request[appkeys.auth_state].user is not None:
         return web.Response(status=303, headers={"Location": next_path})
     cookies = request.app[appkeys.cookies]
-    nonce = cookies.read_login_nonce(request) or request.app[appkeys.csrf].new_nonce()
+    nonces = cookies.read_login_nonces(request)  # any of them passes the CSRF check
+    nonce = nonces[-1] if nonces else request.app[appkeys.csrf].new_nonce()
     context = {"next": next_path, "username": "", "csrf": request.app[appkeys.csrf].for_login(nonce)}
     response = aiohttp_jinja2.render_template("login.html", request, context)
     cookies.set_login_nonce(response, nonce)
@@ -27,9 +28,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     app = request.app
     fields = await read_fields(request, "username", "password", "next")
     next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
-    nonce = app[appkeys.cookies].read_login_nonce(request)
+    nonces = app[appkeys.cookies].read_login_nonces(request)
     request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path,
-                                      "csrf": app[appkeys.csrf].for_login(nonce) if nonce else ""}
+                                      "csrf": app[appkeys.csrf].for_login(nonces[-1]) if nonces else ""}
     state = request[appkeys.auth_state]
     # A new sign-in never inherits the old session (fixation). An expired token ends its session only
     # when the same user signs in again: a stolen expired token must not be a way to sign its owner out.
