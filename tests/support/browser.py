@@ -43,11 +43,11 @@ FORM_PAGE = """<!doctype html>
 
 
 @contextlib.asynccontextmanager
-async def launched_chromium() -> AsyncIterator[Browser]:
+async def launched_chromium(*extra_args: str) -> AsyncIterator[Browser]:
     """Chromium from /usr/bin (Playwright's own builds cannot be downloaded here), closed afterwards."""
     require_binary(CHROMIUM, package="chromium", needed_by="the browser tests")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args],
                                                    timeout=30_000)
         try:
             yield browser
