@@ -66,6 +66,8 @@ from typing import Any
 
 import aiohttp
 
+from service.settings import load as load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results.json"
@@ -73,6 +75,9 @@ LUA = BENCH / "latency.lua"
 WRK = "/usr/bin/wrk"
 HOST = "127.0.0.1"
 USER = "bench"
+# Sign-ins beyond sessions.max_per_user end the user's least recently used sessions, so the background
+# logins of d and the storm clients sign in as users of their own: b's session stays alive.
+LOGIN_USER = "bench-logins"
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 JSON_ACCEPT = {"Accept": "application/json"}
 
@@ -278,7 +283,7 @@ async def login_driver(base: str, password: str, stats: LoginStats, stop: asynci
 
     async def one(http: aiohttp.ClientSession) -> None:
         started = time.perf_counter()
-        async with http.post(base + "/login", json={"username": USER, "password": password},
+        async with http.post(base + "/login", json={"username": LOGIN_USER, "password": password},
                              headers=JSON_ACCEPT) as response:
             await response.read()
             if response.status == 200:
@@ -312,6 +317,7 @@ async def login_driver(base: str, password: str, stats: LoginStats, stop: asynci
 
 @dataclasses.dataclass
 class StormClient:
+    user: str
     http: aiohttp.ClientSession
     session_id: str = ""
     access_expires: float = 0.0
@@ -323,18 +329,26 @@ class StormClient:
     error: str = ""
 
 
-async def storm(base: str, password: str, clients: int, login_concurrency: int = 4) -> dict[str, Any]:
-    """Sign ``clients`` clients in, wait for every access token to expire, then have all of them call
-    ``GET /api/me`` at once, following the 307 hop through the refresh endpoint and back."""
-    crowd = [StormClient(aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=TIMEOUT))
-             for _ in range(clients)]
+def storm_users(clients: int, cap: int) -> list[str]:
+    """Enough users that none has more than ``cap`` (sessions.max_per_user) of the storm's clients."""
+    return [f"storm-{n}" for n in range(1, math.ceil(clients / cap) + 1)]
+
+
+async def storm(base: str, password: str, clients: int, users: Sequence[str],
+                login_concurrency: int = 4) -> dict[str, Any]:
+    """Sign ``clients`` clients in (spread over ``users``), wait for every access token to expire, then
+    have all of them call ``GET /api/me`` at once, following the 307 hop through the refresh endpoint and back."""
+    crowd = [StormClient(users[n % len(users)],
+                         aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=TIMEOUT))
+             for n in range(clients)]
     try:
         slots = asyncio.Semaphore(login_concurrency)  # the login throttle counts attempts in flight
 
         async def sign_in(client: StormClient) -> None:
             async with slots:
                 for _ in range(5):
-                    async with client.http.post(base + "/login", json={"username": USER, "password": password},
+                    async with client.http.post(base + "/login", json={"username": client.user,
+                                                                       "password": password},
                                                 headers=JSON_ACCEPT) as response:
                         if response.status == 429:
                             await asyncio.sleep(min(5.0, float(response.headers.get("Retry-After", "1"))))
@@ -546,13 +560,18 @@ class Bench:
         results: dict[str, Any] = {"runs": {}}
         runs = results["runs"]
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=TIMEOUT) as http:
-            # The user first (the CLI runs the embedded Redis while it works), then instance 1, which
+            # The users first (the CLI runs the embedded Redis while it works), then instance 1, which
             # owns the embedded Redis from then on.
-            added = subprocess.run(self.argv("-m", "service", "users", "add", USER, "--password-stdin"),
-                                   input=self.password + "\n", capture_output=True, text=True, cwd=ROOT,
-                                   env=self.env(None), timeout=120)
-            if added.returncode != 0:
-                raise BenchError(f"users add failed: {added.stdout}{added.stderr}")
+            settings_file = ROOT / "settings.toml"
+            cap = load_settings(settings_file if settings_file.exists() else None,
+                                self.env(None)).sessions.max_per_user
+            storm_names = storm_users(self.storm_clients, cap)
+            for name in (USER, LOGIN_USER, *storm_names):
+                added = subprocess.run(self.argv("-m", "service", "users", "add", name, "--password-stdin"),
+                                       input=self.password + "\n", capture_output=True, text=True, cwd=ROOT,
+                                       env=self.env(None), timeout=120)
+                if added.returncode != 0:
+                    raise BenchError(f"users add {name} failed: {added.stdout}{added.stderr}")
             one = await self.start_service(http, "service1")
             cookie, _ = await login(http, one, self.password)
             status, body = await me(http, one, cookie)
@@ -614,7 +633,7 @@ class Bench:
 
             print(f"c: refresh storm, {self.storm_clients} clients (signing them in first) ...", flush=True)
             storm_base = await self.start_service(http, "storm", redis__url=shared, tokens__access_ttl="2s")
-            results["storm"] = await storm(storm_base, self.password, self.storm_clients)
+            results["storm"] = await storm(storm_base, self.password, self.storm_clients, storm_names)
             result = results["storm"]
             if result["ok"] != result["clients"] or result["revoked"] or result["saw_login"]:
                 self.problems.append(f"c: storm: {result['ok']}/{result['clients']} ok, {result['saw_login']} "
