@@ -1,9 +1,9 @@
 """``make bench`` (``python -m bench``): the service against a bare aiohttp handler, over loopback, in one run.
 
 What it measures: req/s and latency (p50, p99) of authenticated ``GET /api/me`` under wrk, plain and
-while other work goes on — sign-ins (argon2) at a steady rate, a second worker process — then how
-quickly a sign-out is honoured by every instance, and whether a storm of clients whose access tokens
-all expired at once gets through the refresh hop.
+while other work goes on — sign-ins (argon2) at a steady rate, another user sitting at the per-user
+session cap, a second worker process — then how quickly a sign-out is honoured by every instance, and
+whether a storm of clients whose access tokens all expired at once gets through the refresh hop.
 
 How to read a ratio: the table's ``x ceiling`` is a row's req/s divided by the req/s of a bare aiohttp
 handler (``bench/bare.py``) that answers the very bytes the service answers, loaded by the same wrk

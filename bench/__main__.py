@@ -19,7 +19,7 @@ from . import BenchError, client, report, scenarios
 from .load import WRK, Load
 from .processes import ROOT, Servers
 from .report import Report, Results, Setup
-from .scenarios import LOGIN_USER, USER, Context
+from .scenarios import CAPPED_USER, LOGIN_USER, USER, Context
 from .storm import storm, storm_users
 
 WORKERS = ("--workers", "2")  # e2: the service with two worker processes
@@ -31,6 +31,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="whole seconds of wrk warm-up per target (default 2)")
     parser.add_argument("--clients", type=int, default=200, help="refresh storm clients (default 200)")
     parser.add_argument("--login-rate", type=float, default=5.0, help="background logins per second in d")
+    parser.add_argument("--list-rate", type=float, default=20.0,
+                        help="session list loads per second of the user at the cap in f")
     parser.add_argument("--time-limit", type=float, default=360.0, help="abort the run after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = parser.parse_args(argv)
@@ -63,7 +65,7 @@ async def main_async(args: argparse.Namespace) -> int:
     servers = Servers(tmp=Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp")))  # short: Redis's socket is in it
     setup = Setup(threads=load.threads, connections=load.connections, duration=load.duration, warmup=args.warmup,
                   placement=pin(servers, cpus, wrk_cpu), storm_clients=args.clients, login_rate=args.login_rate,
-                  max_per_user=servers.settings().sessions.max_per_user)
+                  list_rate=args.list_rate, max_per_user=servers.settings().sessions.max_per_user)
     started = time.monotonic()
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -99,7 +101,7 @@ def pin(servers: Servers, cpus: list[int], wrk_cpu: int | None) -> str:
         return "one CPU: nothing pinned"
     servers.cpus = ",".join(map(str, cpus))  # servers may use every CPU, not only ours
     os.sched_setaffinity(0, {wrk_cpu})
-    return (f"wrk and python -m bench (login driver, storm clients) pinned to CPU {wrk_cpu} with "
+    return (f"wrk and python -m bench (login driver, session lists, storm clients) pinned to CPU {wrk_cpu} with "
             f"taskset; servers and Redis unpinned (CPUs {servers.cpus})")
 
 
@@ -109,7 +111,7 @@ async def run(servers: Servers, setup: Setup, load: Load) -> Results:
     storm_names = storm_users(setup.storm_clients, setup.max_per_user)
     # The users first (the CLI runs the embedded Redis while it works), then instance 1, which owns
     # the embedded Redis from then on.
-    for name in (USER, LOGIN_USER, *storm_names):
+    for name in (USER, LOGIN_USER, CAPPED_USER, *storm_names):
         servers.add_user(name, password)
     async with client.session() as http:
         one = await servers.start_service(http, "service1")
@@ -124,11 +126,13 @@ async def run(servers: Servers, setup: Setup, load: Load) -> Results:
         print(f"e: 1 process vs {' '.join(WORKERS)} ...", flush=True)
         two = await servers.start_service(http, "service2", *WORKERS, redis__url=servers.shared_redis)
         workers = await scenarios.workers(ctx, two, " ".join(WORKERS))
+        print(f"f: GET /api/me while another user sits at the cap of {setup.max_per_user} sessions ...", flush=True)
+        at_cap = await scenarios.at_cap(ctx, setup.max_per_user, setup.list_rate)
         print("revocation: sign out through instance 1 ...", flush=True)
         revocation = await scenarios.revocation(ctx, [one, two])
         print(f"c: refresh storm, {setup.storm_clients} clients (signing them in first) ...", flush=True)
         crowd = await storm(ctx, storm_names, setup.storm_clients)
-    return Results(ceiling=ceiling, plain=plain, logins=logins, workers=workers,
+    return Results(ceiling=ceiling, plain=plain, logins=logins, workers=workers, at_cap=at_cap,
                    revocation=revocation, storm=crowd)
 
 

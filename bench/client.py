@@ -1,5 +1,5 @@
-"""The service's HTTP interface as the scenarios use it, over aiohttp: signing in and out, ``/api/me``.
-JSON throughout; cookies are passed as one ``Cookie`` header, the way wrk sends them."""
+"""The service's HTTP interface as the scenarios use it, over aiohttp: signing in and out, ``/api/me``,
+the session list. JSON throughout; cookies are passed as one ``Cookie`` header, the way wrk sends them."""
 
 from __future__ import annotations
 
@@ -67,11 +67,30 @@ async def sign_in_status(http: aiohttp.ClientSession, base: str, user: str, pass
         return 0
 
 
+async def get_status(http: aiohttp.ClientSession, url: str, cookie: str) -> int:
+    """``GET url`` with ``cookie``, for load: its status, 0 if it got no answer."""
+    try:
+        async with http.get(url, headers={"Cookie": cookie, **JSON_ACCEPT}, allow_redirects=False) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return 0
+
+
 async def me(http: aiohttp.ClientSession, base: str, cookie: str) -> tuple[int, dict[str, Any] | None]:
     """``GET /api/me`` with ``cookie``, no redirects followed: the status and the JSON (if 200)."""
     async with http.get(base + "/api/me", headers={"Cookie": cookie, **JSON_ACCEPT},
                         allow_redirects=False) as response:
         return response.status, (await response.json() if response.status == 200 else None)
+
+
+async def session_ids(http: aiohttp.ClientSession, base: str, cookie: str) -> list[str]:
+    """The ids of the live sessions of ``cookie``'s user (``GET /api/sessions``)."""
+    async with http.get(base + "/api/sessions", headers={"Cookie": cookie, **JSON_ACCEPT},
+                        allow_redirects=False) as response:
+        if response.status != 200:
+            raise BenchError(f"GET /api/sessions on {base} answered {response.status}")
+        return [entry["id"] for entry in (await response.json())["sessions"]]
 
 
 async def sign_out(http: aiohttp.ClientSession, base: str, cookie: str) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from .load import wrk_version
-from .scenarios import Ceiling, Logins, Measured, Plain, Revocation, Workers
+from .scenarios import AtCap, Ceiling, Logins, Measured, Plain, Revocation, Workers
 from .storm import ACCESS_TTL, Storm
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -66,6 +66,7 @@ class Setup:
     placement: str
     storm_clients: int
     login_rate: float
+    list_rate: float
     max_per_user: int
 
 
@@ -77,12 +78,13 @@ class Results:
     plain: Plain
     logins: Logins
     workers: Workers
+    at_cap: AtCap
     revocation: Revocation
     storm: Storm
 
     @property
     def problems(self) -> list[str]:
-        return [problem for result in (self.ceiling, self.plain, self.logins, self.workers,
+        return [problem for result in (self.ceiling, self.plain, self.logins, self.workers, self.at_cap,
                                        self.revocation, self.storm) for problem in result.problems]
 
 
@@ -107,6 +109,7 @@ def table(results: Results) -> list[Row]:
         "d": (results.logins.d, f"service GET /api/me + logins {results.logins.logins.rate_target:g}/s"),
         "e1": (results.workers.e1, "1 process (2 wrk x 1 thread x 25 conns)"),
         "e2": (results.workers.e2, f"{results.workers.flag} (2 wrk on it)"),
+        "f": (results.at_cap.f, f"service GET /api/me, another user at cap {results.at_cap.cap}"),
     }
     ceiling = results.ceiling.a.rps
     return [Row(run=key, what=what, rps=round(m.rps, 1), p50_ms=round(m.p50_ms, 2), p99_ms=round(m.p99_ms, 2),
@@ -240,7 +243,7 @@ def rows(table: Sequence[Row]) -> list[str]:
 
 
 def notes(results: Results) -> list[str]:
-    st, lg = results.storm, results.logins.logins
+    st, lg, cap = results.storm, results.logins.logins, results.at_cap
     lines = ["", f"c  refresh storm, {st.clients} clients ({st.users} user{'s' * (st.users != 1)}) with expired access tokens "
              f"(access_ttl {ACCESS_TTL}): {st.ok} ok, {st.no_login_page} never saw a login page ({st.saw_login} did), "
              f"{st.revoked} sessions revoked, {st.hopped} went through /auth/refresh; statuses {st.statuses}",
@@ -248,7 +251,12 @@ def notes(results: Results) -> list[str]:
              f"(their {st.clients} logins took {st.login_seconds:g} s)",
              f"d  background logins: {lg.ok} ok of {lg.attempted} at {lg.rate_achieved:g}/s "
              f"(target {lg.rate_target:g}/s; {lg.throttled} throttled, {lg.failed} failed, "
-             f"{lg.skipped} ticks skipped with 4 in flight), login p50 {lg.p50_ms:.0f} ms, p99 {lg.p99_ms:.0f} ms"]
+             f"{lg.skipped} ticks skipped with 4 in flight), login p50 {lg.p50_ms:.0f} ms, p99 {lg.p99_ms:.0f} ms",
+             f"f  another user's /api/me p99 {cap.f.p99_ms:.2f} ms against {results.plain.b.p99_ms:.2f} ms plain (b) "
+             f"while one user sat at the cap of {cap.cap} sessions ({cap.sessions_before} before, "
+             f"{cap.sessions_after} after) loading their session list: {cap.listing.ok} ok of "
+             f"{cap.listing.attempted} at {cap.listing.rate_achieved:g}/s, p50 {cap.listing.p50_ms:.0f} ms, "
+             f"p99 {cap.listing.p99_ms:.0f} ms"]
     rv = results.revocation
     if rv.error is not None:
         lines.append(f"revocation: {rv.error}")

@@ -20,6 +20,7 @@ USER = "bench"  # whose access cookie wrk sends
 # Signs in during d. Not USER: sign-ins beyond sessions.max_per_user end the user's least recently
 # used sessions, and USER's session behind the cookie wrk sends is the oldest.
 LOGIN_USER = "bench-logins"
+CAPPED_USER = "bench-capped"  # sits at sessions.max_per_user during f
 SIGN_IN_CONCURRENCY = 4  # the login throttle counts attempts in flight against a username
 
 
@@ -80,6 +81,17 @@ async def expect_user(ctx: Context, label: str, url: str, when: str) -> str | No
     if status != 200 or body is None or body.get("name") != USER:
         return f"{label}: GET /api/me {when} the run answered {status}, not 200 with the user"
     return None
+
+
+async def sign_in_many(ctx: Context, user: str, count: int) -> list[client.SignIn]:
+    """``count`` sessions of ``user`` on instance 1, a few sign-ins at a time."""
+    slots = asyncio.Semaphore(SIGN_IN_CONCURRENCY)
+
+    async def one() -> client.SignIn:
+        async with slots:
+            return await client.sign_in(ctx.http, ctx.base, user, ctx.password)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +181,45 @@ async def workers(ctx: Context, two: str, flag: str) -> Workers:
     e1 = await measure(ctx, "e1", [ctx.base + "/api/me"] * 2, half)
     e2 = await measure(ctx, "e2", [two + "/api/me"] * 2, half)
     return Workers(e1=e1, e2=e2, flag=flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class AtCap:
+    f: Measured  # USER's GET /api/me while CAPPED_USER sits at the cap
+    cap: int  # sessions.max_per_user
+    sessions_before: int  # CAPPED_USER's live sessions when wrk started
+    sessions_after: int  # and when it ended
+    listing: Paced  # CAPPED_USER loading their session list meanwhile
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        found = list(self.f.problems)
+        if self.listing.ok != self.listing.attempted:
+            found.append(f"f: {self.listing.attempted - self.listing.ok} of {self.listing.attempted} "
+                         "session list requests of the user at the cap did not answer 200")
+        if not self.sessions_before == self.sessions_after == self.cap:
+            found.append(f"f: the user at the cap had {self.sessions_before} sessions before and "
+                         f"{self.sessions_after} after, not {self.cap}")
+        return tuple(found)
+
+
+async def at_cap(ctx: Context, cap: int, rate: float) -> AtCap:
+    """f. USER's ``GET /api/me`` while another user has ``cap`` sessions, the most a user may have,
+    and loads their session list (``GET /api/sessions``, every session read) at ``rate``/s."""
+    cookie = (await sign_in_many(ctx, CAPPED_USER, cap))[0].cookie
+    before = len(await client.session_ids(ctx.http, ctx.base, cookie))
+    stop = asyncio.Event()
+    async with client.session() as http:
+        listing = functools.partial(client.get_status, http, ctx.base + "/api/sessions", cookie)
+        driver = asyncio.create_task(paced(listing, rate, stop))
+        try:
+            await asyncio.sleep(1.0)  # the list loads in steady state before wrk starts
+            f = await measure(ctx, "f", [ctx.base + "/api/me"])
+        finally:
+            stop.set()
+            stats = await driver
+    after = len(await client.session_ids(ctx.http, ctx.base, cookie))
+    return AtCap(f=f, cap=cap, sessions_before=before, sessions_after=after, listing=stats)
 
 
 @dataclasses.dataclass(frozen=True)
