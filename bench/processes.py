@@ -1,5 +1,5 @@
-"""The processes a run measures — ``python -m service`` (which runs the embedded Redis) and
-``bench/bare.py`` — each on a free 127.0.0.1 port, every wait bounded, each ended by its PID."""
+"""The processes a run measures — ``python -m service`` (instance 1 runs the embedded Redis, on a unix
+socket only) and ``bench/bare.py`` — each on a free 127.0.0.1 port, every wait bounded, each ended by its PID."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ class Servers:
     def env(self, port: int | None, **overrides: str) -> dict[str, str]:
         """The caller's environment without its SERVICE__ keys, plus ours and ``SERVICE__<KEY>`` overrides."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE__")}
-        env.update(SERVICE__STORAGE__DATA_DIR=str(self.tmp / "data"), SERVICE__COOKIES__SECURE="false")
+        env.update(SERVICE__SERVER__HOST=HOST, SERVICE__STORAGE__DATA_DIR=str(self.tmp / "data"),
+                   SERVICE__COOKIES__SECURE="false")  # plain HTTP: wrk sends a plain `access` cookie
         if port is not None:
             env["SERVICE__SERVER__PORT"] = str(port)
         env.update({f"SERVICE__{k.upper()}": v for k, v in overrides.items()})
