@@ -1,6 +1,6 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
-# make bench: load a bare handler and the service with wrk over loopback (needs /usr/bin/wrk: apt-get install wrk);
-# prints a table and writes bench/results.json. A few minutes.
+# make bench: python -m bench, which loads a bare handler and the service with wrk over loopback (needs /usr/bin/wrk:
+# apt-get install wrk); prints a table of ratios to the bare handler and writes bench/results.json. A few minutes.
 # make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml, keeping every pin that still fits (run it
 # after adding or bumping a dependency). make lock-upgrade: move every pin to the newest release. make test-latest: the suite
 # against the newest releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
@@ -41,7 +41,7 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench
 
 lock: $(LOCKER)/bin/pip-compile
 	$(COMPILE) -o $(RUNTIME_LOCK) pyproject.toml

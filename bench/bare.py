@@ -1,6 +1,6 @@
 """The ceiling: a bare aiohttp handler answering ``GET /api/me`` with the JSON shape of the service's
-``/api/me`` — no middleware, no cookie, no token, no Redis. Run by ``bench/run.py``, which passes
-the body the service itself answered, so both send the same bytes:
+``/api/me`` — no middleware, no cookie, no token, no Redis. Run by ``python -m bench`` (scenario a,
+bench/scenarios.py), which passes the body the service itself answered, so both send the same bytes:
 
     python bench/bare.py PORT [BODY_JSON]
 """

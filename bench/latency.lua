@@ -1,4 +1,4 @@
--- wrk report for bench/run.py: one line "BENCH {json}" with the totals and latency percentiles (µs).
+-- wrk report for python -m bench (bench/load.py): one line "BENCH {json}" with the totals and latency percentiles (µs).
 -- Only a `done` callback: no per-request Lua, so wrk's own cost is the same for every target.
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -40,7 +40,8 @@ async def measure(url: str, count: int) -> float:
 
     async def one(i: int) -> None:
         token = tokens.new(users[i % len(users)], SessionStore.new_id())
-        await sessions.create(token, now=now, device=describe(CHROME), ip="203.0.113.7")
+        await sessions.create(token, now=now, device=describe(CHROME), ip="203.0.113.7",
+                              generation="0")  # a new user's credential generation (storage/users.py)
         await sessions.rotate(token, tokens.successor(token), now=now + 1)  # a rotated session is bigger
 
     for start in range(0, count, 500):
