@@ -133,7 +133,7 @@ def _values(pattern: re.Pattern[str], header: str) -> list[str]:
         value = found.strip()
         if len(value) > 1 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if value:
+        if value and value.isascii():  # cookie values are ASCII (RFC 6265 §4.1.1); anything else is ignored
             values.append(value)
     return values
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from ..core.auth import Client
 from ..errors import InvalidInput
@@ -23,7 +25,36 @@ def wants_html(request: web.BaseRequest) -> bool:
 
 
 def client(request: web.BaseRequest) -> Client:
-    return Client(user_agent=request.headers.get("User-Agent", "")[:256], ip=request.remote or "")
+    """Raises :class:`InvalidInput` when a trusted proxy's ``X-Forwarded-For`` named no IP address."""
+    remote = request.remote or ""  # '' over a unix socket
+    if remote:
+        try:
+            ipaddress.ip_address(remote)
+        except ValueError:
+            raise InvalidInput("X-Forwarded-For does not end in an IP address") from None
+    return Client(user_agent=text(request.headers.get("User-Agent", "")[:256]) or "", ip=remote)
+
+
+def text(value: str) -> str | None:
+    """``value`` if it is valid Unicode text; None if it holds lone surrogates, which is how invalid
+    UTF-8 in headers and cookies reaches us (``surrogateescape``), and what JSON's ``"\\ud800"`` gives."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+async def form(request: web.BaseRequest) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The parsed form body (aiohttp caches it).
+
+    Raises:
+        InvalidInput: a broken multipart body, or a form that is not valid UTF-8.
+    """
+    try:
+        return await request.post()
+    except (ValueError, UnicodeDecodeError):  # aiohttp's multipart and urlencoded parsers
+        raise InvalidInput("the form body cannot be read") from None
 
 
 async def read_fields(request: web.BaseRequest, *names: str) -> dict[str, str]:
@@ -40,10 +71,12 @@ async def read_fields(request: web.BaseRequest, *names: str) -> dict[str, str]:
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        body = dict(await request.post())
+        body = dict(await form(request))
     else:
         raise InvalidInput("send a form or JSON")
     values = {name: body.get(name, "") for name in names}
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("fields must be strings")
+    if not all(text(v) is not None for v in values.values()):
+        raise InvalidInput("fields must be valid Unicode text")
     return values

@@ -7,7 +7,8 @@ import urllib.parse
 
 from ..settings import Settings
 
-_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+# Lone surrogates: invalid UTF-8 bytes as aiohttp decodes them (``surrogateescape``).
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\\ud800-\udfff]")
 # Once percent-decoded, a space is an ordinary path character (``/docs/My%20File``); the rest is not.
 _UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\]")
 MAX_NEXT = 2048

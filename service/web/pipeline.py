@@ -42,7 +42,7 @@ from ..metrics import Metrics
 from . import appkeys
 from .appkeys import Handler
 from .cookies import CookiePolicy
-from .negotiate import wants_html
+from .negotiate import form, text, wants_html
 from .paths import Paths
 
 log = logging.getLogger("service")
@@ -174,9 +174,9 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
 async def _presented_token(request: web.Request) -> str | None:
     presented = request.headers.get(HEADER)
     if presented is None and request.content_type in _FORMS:
-        value = (await request.post()).get(FIELD)
+        value = (await form(request)).get(FIELD)
         presented = value if isinstance(value, str) else None
-    return presented
+    return text(presented) if presented else None
 
 
 def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: Paths,
