@@ -16,6 +16,8 @@ import re
 import secrets
 import time
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after", "request_id")
 
 # The id of the request being handled, per asyncio task; None outside requests.
@@ -62,6 +64,28 @@ class JsonFormatter(logging.Formatter):
             entry["error"] = record.exc_info[0].__name__
             entry["trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs every request it cannot parse (answered 400 or 431 before any handler) as an error
+    with a traceback: anyone can send those, so they become one warning line without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            status = error.code
+            record.msg, record.args = "bad request: %s", (str(error.message).split("\n")[0][:200],)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.__dict__.update(event="bad_request", status=status)
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install :class:`BadRequestFilter` on aiohttp's server logger, once."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in server.filters):
+        server.addFilter(BadRequestFilter())
 
 
 def configure(level: int = logging.INFO) -> None:

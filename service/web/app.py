@@ -23,6 +23,7 @@ from ..core.passwords import Passwords
 from ..core.refresh_tokens import RefreshTokens
 from ..core.revocations import RevocationView
 from ..errors import ServiceError, StoreUnavailable
+from ..logs import quiet_bad_requests
 from ..metrics import Counts, Metrics
 from ..settings import Settings
 from ..storage.channel import RevocationChannel
@@ -82,6 +83,7 @@ def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
 def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock | None = None) -> web.Application:
     """The service as an aiohttp application. With ``redis`` given, the caller owns that client."""
     clock = clock or system_clock
+    quiet_bad_requests()
     embedded = None
     if redis is None:
         redis, embedded = open_redis(settings)

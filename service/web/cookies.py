@@ -85,7 +85,7 @@ class CookiePolicy:
 
     def read_refreshes(self, request: web.BaseRequest) -> list[str]:
         """Every refresh token the request carries: one is this session's, others may be planted."""
-        return _values(self._refresh_pattern, request.headers.get(hdrs.COOKIE, ""))
+        return _ascii(_values(self._refresh_pattern, request.headers.get(hdrs.COOKIE, "")))
 
     def set_session(self, response: web.StreamResponse, issued: Issued) -> None:
         """Both cookies live until the session's absolute deadline: an expired access JWT must still
@@ -106,7 +106,7 @@ class CookiePolicy:
 
     def read_login_nonces(self, request: web.BaseRequest) -> list[str]:
         """Every login nonce the request carries (a planted one must not lock the user out)."""
-        return _values(self._login_pattern, request.headers.get(hdrs.COOKIE, ""))
+        return _ascii(_values(self._login_pattern, request.headers.get(hdrs.COOKIE, "")))
 
     def set_login_nonce(self, response: web.StreamResponse, nonce: str) -> None:
         """The pre-session cookie that the login form's CSRF token is bound to; Strict, since only
@@ -133,9 +133,14 @@ def _values(pattern: re.Pattern[str], header: str) -> list[str]:
         value = found.strip()
         if len(value) > 1 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if value and value.isascii():  # cookie values are ASCII (RFC 6265 §4.1.1); anything else is ignored
+        if value:
             values.append(value)
     return values
+
+
+def _ascii(values: list[str]) -> list[str]:
+    """Cookie values are ASCII (RFC 6265 §4.1.1): others, invalid UTF-8 included, are no token of ours."""
+    return [value for value in values if value.isascii()]
 
 
 def _digest(access: str) -> str:
