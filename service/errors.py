@@ -91,5 +91,9 @@ class InvalidInput(ServiceError):
     """A request body, form or parameter is malformed or too large."""
 
 
+class BodyTimeout(ServiceError):
+    """A request body did not arrive within ``server.body_timeout`` (a slow-body attack, or a lost client)."""
+
+
 class UserError(ServiceError):
     """A user-management command cannot be carried out (unknown user, name taken, bad name)."""

@@ -44,6 +44,7 @@ class ServerSettings:
     port: int = 8080
     url_prefix: str = ""
     max_body: int = 65536
+    body_timeout: Duration = Duration(10)
     trusted_proxies: str = ""
     protected_prefixes: str = ""
     shutdown_timeout: Duration = Duration(10)
@@ -216,7 +217,7 @@ def _to_duration(key: str, value: Any) -> Duration:
 def validate(settings: Settings) -> Settings:
     """Check relations between keys that each type alone cannot express."""
     _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
-              "redis.timeout", "server.max_body", "server.shutdown_timeout", "passwords.time_cost",
+              "redis.timeout", "server.max_body", "server.body_timeout", "server.shutdown_timeout", "passwords.time_cost",
               "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
               "throttle.per_ip", "throttle.window")
     if not 0 < settings.server.port < 65536:

@@ -112,7 +112,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.redis] = redis
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(shipped("templates")), autoescape=True)
     env.globals["paths"] = paths
-    app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure)
+    app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure,
+                                                body_timeout=settings.server.body_timeout)
     setup_routes(app, paths, shipped("static"))
     app.on_startup.append(pipeline.check_routes)
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))

@@ -15,6 +15,7 @@ soon as there is one middleware — together more than this whole pipeline (``ma
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -27,6 +28,7 @@ from ..core.auth import Authenticator
 from ..core.csrf import FIELD, HEADER, CsrfTokens, is_cross_site
 from ..errors import (
     AuthenticationRequired,
+    BodyTimeout,
     CredentialsError,
     CsrfRejected,
     InvalidInput,
@@ -74,13 +76,14 @@ class Pipeline:
     """
 
     def __init__(self, auth: Authenticator, cookies: CookiePolicy, paths: Paths, csrf: CsrfTokens,
-                 metrics: Metrics, *, hsts: bool) -> None:
+                 metrics: Metrics, *, hsts: bool, body_timeout: float = 10.0) -> None:
         self._auth = auth
         self._cookies = cookies
         self._paths = paths
         self._csrf = csrf
         self._metrics = metrics
         self._hsts = hsts
+        self._body_timeout = body_timeout
         self._wrapped: set[Handler] = set()
 
     async def check_routes(self, app: web.Application) -> None:
@@ -97,6 +100,7 @@ class Pipeline:
         ``Cache-Control`` of its answers (None: the handler's own); ``authenticate=False`` leaves the
         access cookie unread (static files, keys, health and metrics: no user, and no cost)."""
         auth, cookies, paths, csrf, metrics = self._auth, self._cookies, self._paths, self._csrf, self._metrics
+        body_timeout = self._body_timeout
         headers = _security_headers(self._hsts, cache)
         observe = metrics.route(route)
 
@@ -105,6 +109,8 @@ class Pipeline:
             context = current_request_id.set(request_id)
             started = time.perf_counter()
             response: web.StreamResponse
+            # Only requests whose body is still arriving pay for the timer: not GETs, not the hot path.
+            deadline = _body_deadline(request, body_timeout) if request.body_exists else None
             try:
                 state = _ANONYMOUS  # what the access cookie says; inline, as this runs on every request
                 token = cookies.read_access(request) if authenticate else None
@@ -131,6 +137,8 @@ class Pipeline:
                 raise
             finally:
                 current_request_id.reset(context)
+                if deadline is not None:
+                    deadline.cancel()
             if not response.prepared:  # handlers return their answers; none prepares (streams) its own
                 response.headers.extend(headers)
                 response.headers[_REQUEST_ID] = request_id
@@ -139,6 +147,20 @@ class Pipeline:
 
         self._wrapped.add(pipeline)
         return pipeline
+
+
+def _body_deadline(request: web.Request, timeout: float) -> asyncio.TimerHandle | None:
+    """SECURITY: slow bodies (slowloris on POST). Once ``timeout`` has passed, a body that has not fully
+    arrived fails every read of it with :class:`BodyTimeout`: 408, and the connection is closed."""
+    content = request.content
+    if content.is_eof():
+        return None
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(BodyTimeout(f"the body did not arrive within {timeout:g} s"))
+
+    return asyncio.get_running_loop().call_later(timeout, expire)
 
 
 def csrf_token(request: web.Request) -> str:
@@ -192,6 +214,11 @@ def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: 
         return _throttled(request, exc)
     if isinstance(exc, InvalidInput):
         return _problem(request, 400, "invalid_input", str(exc))
+    if isinstance(exc, BodyTimeout):
+        log.info("body_timeout", extra={"event": "body_timeout", "ip": request.remote})
+        response = _problem(request, 408, "body_timeout", "The request body took too long to arrive.")
+        response.force_close()  # what is left of that body would be read as the next request
+        return response
     if isinstance(exc, CsrfRejected):
         return _problem(request, 403, "csrf", "This form has expired or was sent from another site. "
                                               "Reload the page and try again.")
