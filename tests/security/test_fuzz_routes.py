@@ -23,7 +23,8 @@ from service.clock import SettableClock
 from service.storage.client import connect
 from service.web.app import build_authenticator, create_app
 from tests.support.sign_in import CHEAP_PASSWORDS, PASSWORD
-from tests.support.threaded_service import exchange, threaded_service
+from tests.support.raw_http import raw_exchange_blocking
+from tests.support.threaded_service import threaded_service
 
 EXAMPLES = 100  # per route: about 20 s in all here
 
@@ -56,7 +57,7 @@ def target(redis_url: str) -> Iterator[dict[str, Any]]:
 
             asyncio.run(add_alice())
             body = json.dumps({"username": "alice", "password": PASSWORD}).encode()
-            answer = exchange(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            answer = raw_exchange_blocking(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                     b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             head, _, payload = answer.partition(b"\r\n\r\n")
             cookies = dict(re.findall(rb"Set-Cookie: ([^=]+)=([^;]*);", head))
@@ -121,7 +122,7 @@ def test_no_request_gets_a_5xx_or_a_traceback(target, template, data):
                + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     target["records"].clear()
-    answer = exchange(port, request)
+    answer = raw_exchange_blocking(port, request)
     found = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
     status = int(found.group(1)) if found else 0
     assert 100 <= status < 500, (request, answer[:300])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -54,12 +53,3 @@ def threaded_service(settings: Settings) -> Iterator[tuple[int, list[logging.Log
         logging.getLogger("service").removeHandler(kept)
         logging.getLogger("aiohttp").removeHandler(kept)
 
-
-def exchange(port: int, request: bytes, *, timeout: float = 10.0) -> bytes:
-    """Send exact bytes (ending in ``Connection: close``) and read the whole answer, blocking."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
-        connection.sendall(request)
-        chunks = []
-        while chunk := connection.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
