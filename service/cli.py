@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _KEYS_HELP = f"""\
-Signing keys live in <storage.data_dir>/keys, one file per kid. The newest key of the
+Signing keys live in storage.keys_dir (default <storage.data_dir>/keys), one file per kid. The newest key of the
 configured tokens.algorithm signs access tokens; every key verifies them.
 
 No restart is needed: a running instance re-reads keys/ at most every {keyring.RELOAD_INTERVAL:g} s while
@@ -121,13 +121,13 @@ def _serve(settings: Settings, path: Path | None, *, host: str | None, port: int
 
 
 def _keys(settings: Settings, action: str) -> int:
-    directory = settings.storage.data_dir / "keys"
+    directory = settings.storage.keys
     algorithm = settings.tokens.algorithm
     if action == "rotate":
         try:
             kid = keyring.add_key(directory, algorithm)
         except OSError as exc:
-            raise SettingsError("storage.data_dir", f"cannot write a key in {directory}: {exc.strerror}") from None
+            raise SettingsError("storage.keys_dir", f"cannot write a key in {directory}: {exc.strerror}") from None
         older = len(_ring(directory, settings).keys) - 1
         print(f"new signing key {kid} ({algorithm}); {older} older key(s) still verify")
         print(f"running instances sign with it within {keyring.RELOAD_INTERVAL:g} s; "

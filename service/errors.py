@@ -12,12 +12,23 @@ class ServiceError(Exception):
 
 
 class SettingsError(ServiceError):
-    """A setting is missing or invalid; startup stops with this one line."""
+    """A setting is missing or invalid; startup stops with one line per bad key."""
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"setting {key}: {problem}")
         self.key = key
         self.problem = problem
+        self.errors: tuple[SettingsError, ...] = (self,)
+
+    @classmethod
+    def several(cls, errors: list[SettingsError]) -> SettingsError:
+        """One error standing for all of ``errors`` (one line each); its key is the first one's."""
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls(errors[0].key, errors[0].problem)
+        combined.args = ("\n".join(str(error) for error in errors),)
+        combined.errors = tuple(errors)
+        return combined
 
 
 class StoreUnavailable(ServiceError):

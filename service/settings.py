@@ -1,7 +1,9 @@
-"""Settings: ``settings.toml`` plus ``SERVICE__SECTION__KEY`` environment overrides, validated once and frozen.
+"""Settings: ``settings.toml``, systemd credentials, ``SERVICE__SECTION__KEY`` environment overrides and
+``SERVICE__SECTION__KEY_FILE`` secret files (read by :mod:`service.sources`), validated once and frozen.
 
-Every key has its default here and its documentation in ``settings.toml``. A bad value raises
-:class:`~service.errors.SettingsError` naming the key, so startup stops with one clear line.
+Every key has its default here and its documentation in ``settings.toml``. Bad values raise one
+:class:`~service.errors.SettingsError` naming every bad key and where its value came from, so startup
+stops with one clear line per problem.
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ import dataclasses
 import ipaddress
 import os
 import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from . import sources
 from .errors import SettingsError
 from .storage import url as redis_url
 
-ENV_PREFIX = "SERVICE__"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -53,6 +54,12 @@ class ServerSettings:
 @dataclasses.dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path = Path("data")
+    keys_dir: Path = Path("")
+
+    @property
+    def keys(self) -> Path:
+        """Where the secrets live: ``keys_dir``, or ``<data_dir>/keys`` when it is empty."""
+        return self.keys_dir if self.keys_dir != Path("") else self.data_dir / "keys"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,52 +128,91 @@ class Settings:
 
 
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``path`` (if given), apply environment overrides and validate.
+    """Read ``path`` (if given), systemd credentials and the environment (see :mod:`service.sources`), and
+    validate.
 
     Raises:
-        SettingsError: naming the first bad key and what is wrong with it.
+        SettingsError: naming every bad key, what is wrong with it and where its value came from.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SettingsError("--settings", f"cannot read {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError("--settings", f"{path} is not valid TOML: {exc}") from None
-    for key, value in (os.environ if environ is None else environ).items():
-        if key.startswith(ENV_PREFIX):
-            section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
-            table = raw.setdefault(section, {})
-            if not isinstance(table, dict):
-                raise SettingsError(section, "must be a table")
-            table[name] = value
-    return validate(build(raw))
+    return resolve(sources.gather(path, os.environ if environ is None else environ))
+
+
+def resolve(layers: sources.Layers) -> Settings:
+    """Build and validate the merged sources; every error met on the way is reported, not only the first."""
+    errors = list(layers.errors)
+    settings = _build(layers.values, errors)
+    errors.extend(_relations(settings))
+    if errors:
+        raise SettingsError.several(_located(errors, layers))
+    return settings
 
 
 def build(raw: Mapping[str, Any]) -> Settings:
     """Turn a mapping of sections into :class:`Settings`, converting each value to its field's type."""
+    errors: list[SettingsError] = []
+    settings = _build(raw, errors)
+    if errors:
+        raise SettingsError.several(errors)
+    return settings
+
+
+def _build(raw: Mapping[str, Any], errors: list[SettingsError]) -> Settings:
+    """Every valid value converted; each bad one appended to ``errors`` and left at its default."""
     sections = get_type_hints(Settings)
-    for section in raw:
-        if section not in sections:
-            raise SettingsError(section, "unknown section")
+    errors.extend(SettingsError(section, "unknown section") for section in raw if section not in sections)
     values = {}
     for section, cls in sections.items():
         given = raw.get(section, {})
         if not isinstance(given, Mapping):
-            raise SettingsError(section, "must be a table")
-        values[section] = _build_section(section, cls, given)
+            errors.append(SettingsError(section, "must be a table"))
+            given = {}
+        values[section] = _build_section(section, cls, given, errors)
     return Settings(**values)
 
 
-def _build_section(section: str, cls: type, given: Mapping[str, Any]) -> Any:
+def _build_section(section: str, cls: type, given: Mapping[str, Any], errors: list[SettingsError]) -> Any:
     fields = get_type_hints(cls)
     values = {}
     for key, value in given.items():
-        if key not in fields:
-            raise SettingsError(f"{section}.{key}", "unknown key")
-        values[key] = _convert(f"{section}.{key}", fields[key], value)
+        try:
+            if key not in fields:
+                raise SettingsError(f"{section}.{key}", "unknown key")
+            values[key] = _convert(f"{section}.{key}", fields[key], value)
+        except SettingsError as exc:
+            errors.append(exc)
     return cls(**values)
+
+
+def _located(errors: list[SettingsError], layers: sources.Layers) -> list[SettingsError]:
+    """One error per key (the first found), each saying where a value that is not the default came from."""
+    seen: dict[str, SettingsError] = {}
+    for error in errors:
+        if error.key not in seen:
+            origin = layers.origins.get(error.key)
+            seen[error.key] = SettingsError(error.key, f"{error.problem} (from {origin})") if origin else error
+    return list(seen.values())
+
+
+def describe(settings: Settings, layers: sources.Layers) -> list[tuple[str, str, str]]:
+    """``(key, value, origin)`` for every setting, secrets masked: what ``config check`` prints."""
+    rows = []
+    for section in get_type_hints(Settings):
+        group = getattr(settings, section)
+        for field in dataclasses.fields(group):
+            key, value = f"{section}.{field.name}", getattr(group, field.name)
+            shown = ("********" if value else '""') if isinstance(value, Secret) else _toml(value)
+            rows.append((key, shown, str(layers.origin(key))))
+    return rows
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Duration):
+        return f'"{value:.15g}s"'
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _convert(key: str, kind: Any, value: Any) -> Any:
@@ -215,72 +261,87 @@ def _to_duration(key: str, value: Any) -> Duration:
 
 
 def validate(settings: Settings) -> Settings:
-    """Check relations between keys that each type alone cannot express."""
-    _positive(settings, "tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
-              "redis.timeout", "server.max_body", "server.body_timeout", "server.shutdown_timeout", "passwords.time_cost",
-              "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
-              "throttle.per_ip", "throttle.window")
-    if not 0 < settings.server.port < 65536:
-        raise SettingsError("server.port", f"{settings.server.port} is not a port number (1-65535)")
-    if settings.sessions.idle_timeout > settings.sessions.absolute_timeout:
-        raise SettingsError("sessions.idle_timeout", "must not be longer than sessions.absolute_timeout")
-    if settings.tokens.access_ttl >= settings.sessions.idle_timeout:
-        raise SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
-    if settings.sessions.refresh_reuse_grace > 60:
-        raise SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
-    if not 1 <= settings.sessions.max_per_user <= 1000:
-        raise SettingsError("sessions.max_per_user", "must be between 1 and 1000: every step on a user's "
-                                                     "sessions reads all of them")
-    if settings.tokens.leeway > 300:
-        raise SettingsError("tokens.leeway", "must be at most 5m: it lets expired tokens through")
-    if settings.sessions.absolute_timeout > 366 * 86400:
-        raise SettingsError("sessions.absolute_timeout", "must be at most 366d")
-    if not 1 <= settings.throttle.window <= 86400:
-        raise SettingsError("throttle.window", "must be between 1s and 1d: a longer window is a lockout")
-    if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
-        raise SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
-    _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)
-    _networks("server.trusted_proxies", settings.server.trusted_proxies)
-    for prefix in settings.server.protected_prefixes.split(","):
-        _path_setting("server.protected_prefixes", prefix.strip(), allow_empty=True)
-    _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
-    _redis(settings.redis)
+    """Check relations between keys that each type alone cannot express; raises naming every bad key."""
+    errors = _relations(settings)
+    if errors:
+        raise SettingsError.several(errors)
     return settings
 
 
-def _redis(settings: RedisSettings) -> None:
+def _relations(settings: Settings) -> list[SettingsError]:
+    return [error for check in _CHECKS for error in check(settings)]
+
+
+def _positives(settings: Settings) -> Iterator[SettingsError]:
+    for key in ("tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout", "redis.timeout",
+                "server.max_body", "server.body_timeout", "server.shutdown_timeout", "passwords.time_cost",
+                "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
+                "throttle.per_ip", "throttle.window"):
+        section, name = key.split(".")
+        if getattr(getattr(settings, section), name) <= 0:
+            yield SettingsError(key, "must be greater than zero")
+
+
+def _bounds(settings: Settings) -> Iterator[SettingsError]:
+    server, sessions, tokens = settings.server, settings.sessions, settings.tokens
+    if not 0 < server.port < 65536:
+        yield SettingsError("server.port", f"{server.port} is not a port number (1-65535)")
+    if sessions.idle_timeout > sessions.absolute_timeout:
+        yield SettingsError("sessions.idle_timeout", "must not be longer than sessions.absolute_timeout")
+    if tokens.access_ttl >= sessions.idle_timeout:
+        yield SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
+    if sessions.refresh_reuse_grace > 60:
+        yield SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
+    if not 1 <= sessions.max_per_user <= 1000:
+        yield SettingsError("sessions.max_per_user", "must be between 1 and 1000: every step on a user's "
+                                                     "sessions reads all of them")
+    if tokens.leeway > 300:
+        yield SettingsError("tokens.leeway", "must be at most 5m: it lets expired tokens through")
+    if sessions.absolute_timeout > 366 * 86400:
+        yield SettingsError("sessions.absolute_timeout", "must be at most 366d")
+    if not 1 <= settings.throttle.window <= 86400:
+        yield SettingsError("throttle.window", "must be between 1s and 1d: a longer window is a lockout")
+    if settings.passwords.memory_cost < 8 * settings.passwords.parallelism:
+        yield SettingsError("passwords.memory_cost", "must be at least 8 KiB per lane of parallelism")
+
+
+def _paths(settings: Settings) -> Iterator[SettingsError]:
+    yield from _path_setting("server.url_prefix", settings.server.url_prefix, allow_empty=True)
+    yield from _networks("server.trusted_proxies", settings.server.trusted_proxies)
+    for prefix in settings.server.protected_prefixes.split(","):
+        yield from _path_setting("server.protected_prefixes", prefix.strip(), allow_empty=True)
+    yield from _path_setting("cookies.refresh_path", settings.cookies.refresh_path, allow_empty=False)
+
+
+def _redis(settings: Settings) -> Iterator[SettingsError]:
     """The URL names a server, a Sentinel-watched primary or a Cluster; replica acks need replicas to ask."""
-    target = None
-    if settings.url:
+    redis, target = settings.redis, None
+    if redis.url:
         try:
-            target = redis_url.parse(settings.url)
+            target = redis_url.parse(redis.url)
         except ValueError as exc:
-            raise SettingsError("redis.url", str(exc)) from None
-    if not 0 <= settings.replica_acks <= 16:
-        raise SettingsError("redis.replica_acks", f"{settings.replica_acks} is not between 0 and 16")
-    if settings.replica_acks and target is None:
-        raise SettingsError("redis.replica_acks", "the embedded Redis (redis.url empty) has no replicas")
-    if settings.replica_acks and target is not None and target.kind == "cluster":
-        raise SettingsError("redis.replica_acks", "is not supported with redis+cluster:// (use 0)")
+            yield SettingsError("redis.url", str(exc))
+    if not 0 <= redis.replica_acks <= 16:
+        yield SettingsError("redis.replica_acks", f"{redis.replica_acks} is not between 0 and 16")
+    elif redis.replica_acks and not redis.url:
+        yield SettingsError("redis.replica_acks", "the embedded Redis (redis.url empty) has no replicas")
+    elif redis.replica_acks and target is not None and target.kind == "cluster":
+        yield SettingsError("redis.replica_acks", "is not supported with redis+cluster:// (use 0)")
 
 
-def _networks(key: str, value: str) -> None:
+_CHECKS: tuple[Callable[[Settings], Iterator[SettingsError]], ...] = (_positives, _bounds, _paths, _redis)
+
+
+def _networks(key: str, value: str) -> Iterator[SettingsError]:
     for part in filter(None, (p.strip() for p in value.split(","))):
         try:
             ipaddress.ip_network(part, strict=False)
         except ValueError:
-            raise SettingsError(key, f"{part!r} is not an IP address or network") from None
+            yield SettingsError(key, f"{part!r} is not an IP address or network")
 
 
-def _positive(settings: Settings, *keys: str) -> None:
-    for key in keys:
-        section, name = key.split(".")
-        if getattr(getattr(settings, section), name) <= 0:
-            raise SettingsError(key, "must be greater than zero")
-
-
-def _path_setting(key: str, value: str, *, allow_empty: bool) -> None:
+def _path_setting(key: str, value: str, *, allow_empty: bool) -> Iterator[SettingsError]:
     if allow_empty and value == "":
         return
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
-        raise SettingsError(key, f"{value!r} must look like /name or /a/b (no trailing slash)")
+        yield SettingsError(key, f"{value!r} must look like /name or /a/b (no trailing slash)")

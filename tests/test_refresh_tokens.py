@@ -166,5 +166,5 @@ def test_unusable_refresh_key_file_is_a_settings_error(tmp_path: Path, content: 
     (tmp_path / "refresh.key").write_bytes(content)
     with pytest.raises(SettingsError) as info:
         keyring.load_or_create_refresh_key(tmp_path)
-    assert info.value.key == "storage.data_dir"
+    assert info.value.key == "storage.keys_dir"
     assert "refresh.key" in str(info.value)

@@ -364,7 +364,7 @@ def test_corrupt_private_key_file_is_a_settings_error(tmp_path: Path) -> None:
     (directory / "20250101T000000-aaaaaaaa.ed25519.pem").write_text("not a key")
     with pytest.raises(SettingsError) as info:
         keyring.load_or_create(directory, "EdDSA")
-    assert info.value.key == "storage.data_dir"
+    assert info.value.key == "storage.keys_dir"
 
 
 def test_key_file_of_another_algorithm_is_a_settings_error(rings: dict[str, tuple[Path, KeyRing]],
@@ -375,7 +375,7 @@ def test_key_file_of_another_algorithm_is_a_settings_error(rings: dict[str, tupl
     (directory / "20250101T000000-aaaaaaaa.ed25519.pem").write_bytes(rsa_pem)
     with pytest.raises(SettingsError) as info:
         keyring.load_or_create(directory, "EdDSA")
-    assert info.value.key == "storage.data_dir"
+    assert info.value.key == "storage.keys_dir"
 
 
 @pytest.mark.parametrize("content", [b"", b"c2hvcnQ=", b"not base64 at all!"],
@@ -386,4 +386,4 @@ def test_unusable_hmac_key_file_is_a_settings_error(tmp_path: Path, content: byt
     (directory / "20250101T000000-aaaaaaaa.hs256").write_bytes(content)
     with pytest.raises(SettingsError) as info:
         keyring.load_or_create(directory, "HS256")
-    assert info.value.key == "storage.data_dir"
+    assert info.value.key == "storage.keys_dir"

@@ -81,14 +81,14 @@ def load(directory: Path, algorithm: Algorithm, *, known: KeyRing | None = None)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise SettingsError("storage.data_dir", f"cannot read keys in {directory}: {exc.strerror}") from None
+        raise SettingsError("storage.keys_dir", f"cannot read keys in {directory}: {exc.strerror}") from None
     if not paths:
         return None
     known = known or KeyRing(())
     try:
         return KeyRing(tuple(known.get(p.name[: -len(suffix)]) or _read(p, algorithm) for p in paths))
     except OSError as exc:  # unreadable, or removed since the listing
-        raise SettingsError("storage.data_dir", f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise SettingsError("storage.keys_dir", f"cannot read {exc.filename}: {exc.strerror}") from None
 
 
 class KeyDirectory:
@@ -155,7 +155,7 @@ def remove_key(directory: Path, key: SigningKey) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
-        raise SettingsError("storage.data_dir", f"cannot remove {path}: {exc.strerror}") from None
+        raise SettingsError("storage.keys_dir", f"cannot remove {path}: {exc.strerror}") from None
 
 
 def add_key(directory: Path, algorithm: Algorithm) -> str:
@@ -185,9 +185,9 @@ def _read_secret(path: Path) -> bytes:
     try:
         key = base64.b64decode(path.read_bytes().strip(), altchars=b"-_", validate=True)
     except ValueError:  # binascii.Error
-        raise SettingsError("storage.data_dir", f"{path} does not hold a base64url key") from None
+        raise SettingsError("storage.keys_dir", f"{path} does not hold a base64url key") from None
     if len(key) < 32:
-        raise SettingsError("storage.data_dir", f"{path} holds a key shorter than 256 bits")
+        raise SettingsError("storage.keys_dir", f"{path} holds a key shorter than 256 bits")
     return key
 
 
@@ -242,9 +242,9 @@ def _read(path: Path, algorithm: Algorithm) -> SigningKey:
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError:
-        raise SettingsError("storage.data_dir", f"{path} is not a valid {algorithm} private key") from None
+        raise SettingsError("storage.keys_dir", f"{path} is not a valid {algorithm} private key") from None
     if not _fits(private, algorithm):  # else every sign-in would fail at signing time
-        raise SettingsError("storage.data_dir", f"{path} is not a valid {algorithm} private key")
+        raise SettingsError("storage.keys_dir", f"{path} is not a valid {algorithm} private key")
     return SigningKey(kid, algorithm, private, private.public_key(), created)
 
 

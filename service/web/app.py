@@ -46,7 +46,7 @@ CSRF_KEY = "csrf.key"
 def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
                         metrics: Counts | None = None) -> Authenticator:
     """The core, wired: also used by the CLI, which needs it without a web application."""
-    keys_dir = settings.storage.data_dir / "keys"
+    keys_dir = settings.storage.keys
     ring = keyring.KeyDirectory(keys_dir, settings.tokens.algorithm, clock)  # follows `keys rotate`/`prune`
     space = KeySpace(settings.redis.key_prefix)
     sessions = SessionStore(redis, space, settings.sessions, clock)
@@ -66,7 +66,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
 
 def prepare_keys(settings: Settings) -> None:
     """Create every missing secret now, before several workers could race to make their own."""
-    keys_dir = settings.storage.data_dir / "keys"
+    keys_dir = settings.storage.keys
     keyring.load_or_create(keys_dir, settings.tokens.algorithm)
     keyring.load_or_create_refresh_key(keys_dir)
     keyring.load_or_create_secret(keys_dir, CSRF_KEY)
@@ -94,7 +94,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     cookies = CookiePolicy(settings, paths, clock)
     metrics = Metrics()  # a registry per app: one process may build many (tests)
     auth = build_authenticator(settings, redis, clock, metrics=metrics)
-    csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.data_dir / "keys", CSRF_KEY))
+    csrf = CsrfTokens(keyring.load_or_create_secret(settings.storage.keys, CSRF_KEY))
 
     proxies = parse_networks(settings.server.trusted_proxies)
     app = web.Application(

@@ -95,4 +95,4 @@ def test_the_service_refuses_to_start_with_one_line_and_status_2() -> None:
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "error: setting redis.url: needs the primary's Sentinel name after the addresses: "
-        "redis+sentinel://host:port/NAME"]
+        "redis+sentinel://host:port/NAME (from env SERVICE__REDIS__URL)"]
