@@ -18,7 +18,8 @@ import time
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after", "request_id")
+FIELDS = ("event", "reason", "user", "sid", "ip", "count", "path", "status", "retry_after", "request_id", "kid",
+          "actor", "method", "route", "duration_ms")
 
 # The id of the request being handled, per asyncio task; None outside requests.
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -88,8 +89,24 @@ def quiet_bad_requests() -> None:
         server.addFilter(BadRequestFilter())
 
 
-def configure(level: int = logging.INFO) -> None:
+class ActorFilter(logging.Filter):
+    """Stamps each record with who ran an operator's command, for the audit trail."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.actor = self.actor
+        return True
+
+
+def configure(level: str = "info", *, actor: str | None = None) -> None:
+    """JSON lines on stderr from ``level`` up (``log.level``); with ``actor`` (the CLI's commands), every
+    line names the account that ran it."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if actor is not None:
+        handler.addFilter(ActorFilter(actor))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -26,6 +26,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 SameSite = Literal["Lax", "Strict"]
 Algorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 Outage = Literal["fail-closed", "serve-valid-tokens"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Secret(str):
@@ -116,6 +117,12 @@ class ThrottleSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogSettings:
+    level: LogLevel = "info"
+    access: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -125,6 +132,7 @@ class Settings:
     cookies: CookieSettings = CookieSettings()
     passwords: PasswordSettings = PasswordSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+    log: LogSettings = LogSettings()
 
 
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -200,7 +208,7 @@ def describe(settings: Settings, layers: sources.Layers) -> list[tuple[str, str,
         group = getattr(settings, section)
         for field in dataclasses.fields(group):
             key, value = f"{section}.{field.name}", getattr(group, field.name)
-            shown = ("********" if value else '""') if isinstance(value, Secret) else _toml(value)
+            shown = ('"********"' if value else '""') if isinstance(value, Secret) else _toml(value)
             rows.append((key, shown, str(layers.origin(key))))
     return rows
 

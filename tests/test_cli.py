@@ -3,6 +3,7 @@ embedded Redis that the CLI starts and stops by itself."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 
@@ -38,10 +39,13 @@ def listed(cli: Cli) -> list[list[str]]:
 def test_add_then_list(cli: Cli) -> None:
     result = cli.add("Alice")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "created user Alice"
-    assert PASSWORD not in result.stdout + result.stderr
     [row] = listed(cli)
-    assert row[0] == "Alice" and row[1] == "active" and row[-1] == "0 session(s)"
+    assert result.stdout.strip() == f"created user Alice (id {row[1]})"
+    assert PASSWORD not in result.stdout + result.stderr
+    assert row[0] == "Alice" and row[2] == "active" and row[-1] == "0 session(s)"
+    # The id is the one the logs use: the creation's event names it.
+    [event] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert event["event"] == "user_created" and event["user"] == row[1]
 
 
 async def test_added_user_can_sign_in(cli: Cli) -> None:
@@ -101,14 +105,14 @@ async def test_disable_and_enable(cli: Cli) -> None:
     result = cli("users", "disable", "alice")
     assert result.returncode == 0, result.stderr
     assert "1 session(s) ended" in result.stdout
-    assert listed(cli)[0][1] == "disabled"
+    assert listed(cli)[0][2] == "disabled"
     async with cli.core() as auth:
         with pytest.raises(CredentialsError):
             await auth.login("alice", PASSWORD, CLIENT)
         assert not await auth.sessions.is_live(session.claims.user_id, session.claims.session_id)
     result = cli("users", "enable", "alice")
     assert result.returncode == 0, result.stderr
-    assert listed(cli)[0][1] == "active"
+    assert listed(cli)[0][2] == "active"
     async with cli.core() as auth:
         await auth.login("alice", PASSWORD, CLIENT)
 

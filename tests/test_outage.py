@@ -5,6 +5,7 @@ Sign-in and refresh answer 503 under both, and everything recovers by itself whe
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 import time
@@ -136,3 +137,22 @@ async def test_serve_valid_tokens_lets_a_valid_access_token_through(
 
     await redis_comes_back(client, own_redis)
     await assert_recovered(client, session_id)
+
+
+async def test_a_lost_revocation_channel_is_logged_once_not_at_every_retry(
+        own_redis: RedisServer, make_settings: Callable[..., Settings], make_user: Callable[..., Awaitable[Any]],
+        make_client: Callable[..., Awaitable[TestClient]], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="service")
+    client = await signed_in("fail-closed", own_redis, make_settings, make_user, make_client)
+    await redis_goes_away(client, own_redis)
+    await asyncio.sleep(3.5)  # the channel is retried every second meanwhile
+    await redis_comes_back(client, own_redis)
+    view = client.server.app[appkeys.authenticator].revocations
+    deadline = time.monotonic() + WAIT
+    while not view.subscribed:
+        assert time.monotonic() < deadline, "the revocation channel did not come back"
+        await asyncio.sleep(0.05)
+    events = [getattr(record, "event", None) for record in caplog.records]
+    assert events.count("revocation_channel_lost") == 1, events
+    [restored] = [r for r in caplog.records if getattr(r, "event", None) == "revocation_channel_restored"]
+    assert restored.count >= 2  # type: ignore[attr-defined]  # the retries it did not log

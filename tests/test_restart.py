@@ -50,7 +50,7 @@ async def test_sessions_survive_a_restart(service_process: ServiceProcess) -> No
 
             # The CLI shares the running service's Redis and leaves it running.
             listing = service_process.cli_alongside("users", "list")
-            assert "alice\tactive" in listing and "1 session(s)" in listing
+            assert "\tactive\t" in listing and listing.startswith("alice\t") and "1 session(s)" in listing
             async with browser.get(service_process.origin + "/readyz") as response:
                 assert response.status == 200
 

@@ -106,14 +106,14 @@ class Accounts:
         user = await self._users.require(name)
         self.check_policy(password)
         ended = await self._end_sessions(user.id, fields=password_field(await self._passwords.hash(password)))
-        log.info("password_set", extra={"event": "password_set", "user": user.id})
+        log.info("password_set", extra={"event": "password_set", "user": user.id, "count": ended})
         return user, ended
 
     async def disable(self, name: str) -> tuple[User, int]:
         """No more sign-in or refresh for ``name``; every session ends in the same step."""
         user = await self._users.require(name)
         ended = await self._end_sessions(user.id, fields=disabled_field(True))
-        log.info("user_disabled", extra={"event": "user_disabled", "user": user.id})
+        log.info("user_disabled", extra={"event": "user_disabled", "user": user.id, "count": ended})
         return user, ended
 
     async def enable(self, name: str) -> User:
@@ -127,8 +127,15 @@ class Accounts:
         refresh racing the removal fails too; then the record and the name go."""
         user, ended = await self.disable(name)
         await self._users.remove(user)
-        log.info("user_removed", extra={"event": "user_removed", "user": user.id})
+        log.info("user_removed", extra={"event": "user_removed", "user": user.id, "count": ended})
         return user, ended
+
+    async def clear_throttle(self, target: str) -> tuple[str, int]:
+        """Forget the failed sign-ins counted against a username or a client address (``throttle clear``)."""
+        scope, held = await self._auth.throttle.clear(target)
+        log.info("throttle_cleared", extra={"event": "throttle_cleared", "reason": scope, "count": held,
+                                            **({"ip": target} if scope == "ip" else {})})
+        return scope, held
 
     async def _end_sessions(self, user_id: str, *, keep: str | None = None, fields: dict[str, str],
                             if_generation: str | None = None) -> int:

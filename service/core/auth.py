@@ -55,7 +55,7 @@ class Authenticator:
         self.passwords = passwords
         self._codec = codec
         self._refresh_tokens = refresh_tokens
-        self._throttle = throttle
+        self.throttle = throttle
         self._clock = clock
         self._outage = outage
         self._metrics = metrics or Counts()  # the CLI counts nothing
@@ -101,7 +101,7 @@ class Authenticator:
             Throttled: too many recent failures for this username or from this client.
         """
         try:
-            return await self._throttle.admit(username, client.ip, now=self._clock())
+            return await self.throttle.admit(username, client.ip, now=self._clock())
         except Throttled as throttled:
             self._metrics.throttle(throttled.scope)
             log.warning("login_throttled", extra={"event": "login_throttled", "reason": throttled.scope,
@@ -110,7 +110,7 @@ class Authenticator:
 
     async def admitted(self, attempt: Attempt) -> None:
         """The password checked out: free the attempt's slots in the throttle windows."""
-        await self._throttle.succeeded(attempt)
+        await self.throttle.succeeded(attempt)
 
     async def _start_session(self, user: User, client: Client, rehash: str | None) -> Issued:
         """The session starts only if the user's credentials are still those just checked: a change of

@@ -27,6 +27,7 @@ HEARTBEAT = 1.0  # seconds between heartbeats
 DEAF_AFTER = 3.0  # no heartbeat back for this long: the subscription is not known to be live
 _MAX_REMEMBERED = 100_000  # bounded memory: the oldest entries are forgotten first
 _HEARTBEAT_PREFIX = "heartbeat "
+LOST_REMINDER = 60.0  # while the channel stays lost: one reminder a minute, not one line per retry
 
 
 class RevocationView:
@@ -39,6 +40,7 @@ class RevocationView:
         self._revoked: dict[tuple[str, str], None] = {}  # revoked while subscribed
         self._heard = float("-inf")  # when our own heartbeat last came back (monotonic: real time)
         self._nonce = secrets.token_hex(8)
+        self._loss = _LossLog()
 
     @property
     def subscribed(self) -> bool:
@@ -76,7 +78,7 @@ class RevocationView:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from exc  # redis-py may turn a cancellation into an error
-                log.warning("revocation channel lost: %s", type(exc).__name__)
+                self._loss.lost(type(exc).__name__)
             self._forget()
             await asyncio.sleep(HEARTBEAT)
 
@@ -96,6 +98,7 @@ class RevocationView:
             if data == _HEARTBEAT_PREFIX + self._nonce:
                 if not self.subscribed:
                     self._forget()  # deaf until now: whatever was remembered may be stale
+                    self._loss.restored()
                 self._heard = time.monotonic()
             return
         user_id, _, session_id = data.partition(" ")
@@ -107,6 +110,35 @@ class RevocationView:
         self._heard = float("-inf")
         self._live.clear()
         self._revoked.clear()
+
+
+class _LossLog:
+    """Logs a lost channel once, then a reminder every :data:`LOST_REMINDER` while it stays lost (it is
+    retried every second: an outage would otherwise write a line a second), and once when it is back."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._reminded = 0.0
+        self._retries = 0
+
+    def lost(self, reason: str) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since, self._reminded, self._retries = now, now, 0
+            log.warning("revocation channel lost: %s", reason,
+                        extra={"event": "revocation_channel_lost", "reason": reason})
+            return
+        self._retries += 1
+        if now - self._reminded >= LOST_REMINDER:
+            self._reminded = now
+            log.warning("revocation channel still lost after %.0f s: %s", now - self._since, reason,
+                        extra={"event": "revocation_channel_lost", "reason": reason, "count": self._retries})
+
+    def restored(self) -> None:
+        if self._since is not None:
+            log.info("revocation channel restored after %.0f s", time.monotonic() - self._since,
+                     extra={"event": "revocation_channel_restored", "count": self._retries})
+            self._since = None
 
 
 @contextlib.asynccontextmanager

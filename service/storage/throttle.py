@@ -86,6 +86,20 @@ class LoginThrottle:
             await self._redis.delete(attempt.user_key)
             await self._redis.zrem(attempt.ip_key, attempt.id)
 
+    async def clear(self, target: str) -> tuple[str, int]:
+        """An operator's reset: an IP address empties that client's window (its /64 for IPv6), anything
+        else the window of that username as typed. Returns the scope and how many failures it held."""
+        try:
+            ipaddress.ip_address(target)
+        except ValueError:
+            scope, key = "user", self._keys.throttle_user(username_digest(target))
+        else:
+            scope, key = "ip", self._keys.throttle_ip(client_bucket(target))
+        with translated():
+            held = int(await self._redis.zcard(key))
+            await self._redis.delete(key)
+        return scope, held
+
     async def _take(self, key: str, limit: int, attempt_id: str, now: float) -> int:
         args: list[int | str] = [int(now * 1000), int(self._settings.window * 1000), limit, attempt_id]
         with translated():

@@ -4,12 +4,14 @@ own, with a data dir under a short /tmp path (unix sockets: 107 bytes) and argon
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from service import settings as settings_module
 from service.clock import system_clock
@@ -19,6 +21,14 @@ from service.storage.embedded import EmbeddedRedis
 from service.web.app import build_authenticator
 from tests.support.redis_server import redis_servers_in
 from tests.support.sign_in import PASSWORD
+
+
+def events(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """The JSON events a run logged on stderr, having checked each is an info-level event line."""
+    logged = [json.loads(line) for line in result.stderr.splitlines()]
+    for entry in logged:
+        assert entry["level"] == "info" and "event" in entry, entry
+    return logged
 
 
 @dataclass
@@ -63,7 +73,7 @@ class Cli:
         """The lines a run prints, having checked that it succeeded and said nothing on stderr."""
         result = self(*args, **settings)
         assert result.returncode == 0, (result.stdout, result.stderr)
-        assert result.stderr == ""
+        events(result)  # stderr holds the audit events, nothing else
         return result.stdout.splitlines()
 
     def add(self, name: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
