@@ -24,6 +24,8 @@ from .core import keyring
 from .core.accounts import Accounts
 from .errors import SettingsError, UserError
 from .settings import Settings
+from .storage import schema
+from .storage.client import KeySpace
 from .web.app import build_authenticator, open_redis
 
 log = logging.getLogger("service.admin")
@@ -95,6 +97,7 @@ async def with_accounts(settings: Settings, action: Callable[[Accounts], Awaitab
     if embedded is not None:
         await embedded.start()
     try:
+        await schema.check(redis, KeySpace(settings.redis.key_prefix))
         await action(Accounts(build_authenticator(settings, redis, system_clock)))
         return 0
     except UserError as exc:

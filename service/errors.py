@@ -35,6 +35,10 @@ class StoreUnavailable(ServiceError):
     """Redis cannot be reached or answered with an error; never a verdict about a session."""
 
 
+class SchemaMismatch(ServiceError):
+    """The data in Redis was written by a newer release, or by another program: refused, never rewritten."""
+
+
 class StoreBug(ServiceError):
     """Redis refused a command or a script failed: a bug in this service or a foreign key, never an
     outage. Answered 500 and logged; not counted as a store error."""

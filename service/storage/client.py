@@ -199,6 +199,10 @@ class KeySpace:
     def all_users(self) -> str:
         return f"{self.prefix}users"
 
+    def schema(self) -> str:
+        """The layout version of everything under this prefix (schema.py)."""
+        return f"{self.prefix}schema"
+
     def revocations(self) -> str:
         """The pub/sub channel on which every revocation is announced (see core/revocations.py)."""
         return f"{self.prefix}revoked"

@@ -29,6 +29,7 @@ from ..settings import Settings
 from ..storage.channel import RevocationChannel
 from ..storage.client import KeySpace, Redis, connect
 from ..storage.embedded import EmbeddedRedis
+from ..storage.schema import SchemaGate
 from ..storage.sessions import SessionStore
 from ..storage.throttle import LoginThrottle
 from ..storage.users import UserStore
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.metrics] = metrics
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
+    app[appkeys.schema] = SchemaGate(redis, KeySpace(settings.redis.key_prefix))
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(shipped("templates")), autoescape=True)
     env.globals["paths"] = paths
     app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure,
@@ -118,6 +120,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app.on_startup.append(pipeline.check_routes)
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
     app.cleanup_ctx.append(_revocation_listener)
+    app.on_startup.append(_check_schema)
     app.on_startup.append(_hint_first_user)
     return app
 
@@ -132,6 +135,12 @@ def shipped(name: str) -> Path:
     if path is None or not path.is_dir():
         raise ServiceError(f"the package's {name}/ directory is missing: reinstall cookie-session-service")
     return path
+
+
+async def _check_schema(app: web.Application) -> None:
+    """Data of a newer release stops the start (SchemaMismatch); unreachable Redis defers to /readyz."""
+    with contextlib.suppress(StoreUnavailable):
+        await app[appkeys.schema].ensure()
 
 
 async def _hint_first_user(app: web.Application) -> None:

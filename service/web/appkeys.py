@@ -8,6 +8,7 @@ from typing import NamedTuple, Protocol
 
 from aiohttp import web
 
+from ..storage.schema import SchemaGate
 from ..core.access_tokens import AccessClaims
 from ..core.accounts import Accounts
 from ..core.auth import Authenticator
@@ -45,6 +46,7 @@ metrics = web.AppKey("metrics", Metrics)
 paths = web.AppKey("paths", Paths)
 pipeline = web.AppKey("pipeline", RouteWrapper)
 redis: web.AppKey[Redis] = web.AppKey("redis")  # a union (server or Cluster client)
+schema = web.AppKey("schema", SchemaGate)
 
 auth_state = web.RequestKey("auth_state", AuthState)
 login_attempt = web.RequestKey("login_attempt", dict)

@@ -6,11 +6,16 @@ reused refresh tokens): the reverse proxy must not expose it publicly (see READM
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from ...metrics import CONTENT_TYPE
+from ...errors import SchemaMismatch
 from ...storage.client import ping
 from .. import appkeys
+
+log = logging.getLogger("service")
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -18,9 +23,15 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    if await ping(request.app[appkeys.redis]):
-        return web.json_response({"status": "ready", "redis": "ok"})
-    return web.json_response({"status": "not ready", "redis": "unreachable"}, status=503)
+    """Ready once Redis answers and its data's schema has passed (storage/schema.py)."""
+    if not await ping(request.app[appkeys.redis]):
+        return web.json_response({"status": "not ready", "redis": "unreachable"}, status=503)
+    try:
+        await request.app[appkeys.schema].ensure()
+    except SchemaMismatch as exc:  # logged: an operator must act; the instance stays out of rotation
+        log.error("schema_mismatch", extra={"event": "schema_mismatch", "reason": str(exc)})
+        return web.json_response({"status": "not ready", "redis": "schema mismatch"}, status=503)
+    return web.json_response({"status": "ready", "redis": "ok"})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
