@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from service.web import appkeys
@@ -156,3 +157,25 @@ async def test_a_lost_revocation_channel_is_logged_once_not_at_every_retry(
     assert events.count("revocation_channel_lost") == 1, events
     [restored] = [r for r in caplog.records if getattr(r, "event", None) == "revocation_channel_restored"]
     assert restored.count >= 2  # type: ignore[attr-defined]  # the retries it did not log
+
+
+async def test_redis_away_at_start_defers_the_schema_check_to_readyz(
+        own_redis: RedisServer, make_settings: Callable[..., Settings],
+        make_client: Callable[..., Awaitable[TestClient]]) -> None:
+    settings = make_settings(redis={"url": own_redis.url})
+    stamp = f"{settings.redis.key_prefix}schema"
+    planted = aioredis.from_url(own_redis.url)
+    await planted.set(stamp, "99")  # written by a newer release
+    await planted.aclose()
+    own_redis.stop()
+    client = await make_client(of=settings)  # starts, as it would with an external Redis not up yet
+    own_redis.start()
+    response = await client.get("/readyz")
+    assert response.status == 503 and (await response.json())["redis"] == "schema mismatch"
+    fixer = aioredis.from_url(own_redis.url)
+    try:
+        assert await fixer.get(stamp) == b"99"  # refused, not rewritten
+        await fixer.set(stamp, "1")  # the operator restored data this release reads
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        await fixer.aclose()
