@@ -3,11 +3,13 @@ newer release is refused by the CLI, the service and its readiness probe, and le
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service import settings as settings_module
@@ -16,6 +18,7 @@ from service.settings import Settings
 from service.storage import schema
 from service.storage.client import KeySpace, connect
 from service.storage.embedded import EmbeddedRedis
+from service.web.app import create_app
 from tests.support.cli import Cli
 from tests.support.sign_in import login
 
@@ -54,6 +57,15 @@ async def test_a_newer_or_foreign_stamp_is_refused_and_left_alone(settings: Sett
     with pytest.raises(SchemaMismatch):
         await schema.check(redis_client, KeySpace(settings.redis.key_prefix))
     assert await redis_client.get(f"{settings.redis.key_prefix}schema") == stamp
+
+
+async def test_an_embedding_app_fails_to_start_on_newer_data_and_cleans_up(settings: Settings,
+                                                                           redis_client: Any) -> None:
+    await redis_client.set(f"{settings.redis.key_prefix}schema", "99")
+    runner = web.AppRunner(create_app(settings, redis=redis_client))
+    with pytest.raises(SchemaMismatch):
+        await runner.setup()
+    await asyncio.wait_for(runner.cleanup(), 10)  # the revocation listener, just started, ends too
 
 
 async def test_a_migration_step_runs_once_and_stamps_its_version(settings: Settings, redis_client: Any,

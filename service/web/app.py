@@ -155,7 +155,11 @@ async def _revocation_listener(app: web.Application) -> AsyncIterator[None]:
     """Keeps the local view of revoked sessions current (core/revocations.py) while the app runs."""
     task = asyncio.create_task(app[appkeys.authenticator].revocations.run())
     yield
-    task.cancel()
+    # redis-py can swallow a cancellation that lands while it subscribes (a start that fails moments
+    # after this began): cancel again until the task has ended.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
