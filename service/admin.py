@@ -9,6 +9,7 @@ log pipeline when run under systemd, cron or ``kubectl exec``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any, get_type_hints
 
 from . import settings as settings_module
 from . import sources
@@ -23,7 +25,7 @@ from .clock import system_clock
 from .core import keyring
 from .core.accounts import Accounts
 from .errors import SettingsError, UserError
-from .settings import Settings
+from .settings import Duration, Secret, Settings
 from .storage import schema
 from .storage.client import KeySpace
 from .web.app import build_authenticator, open_redis
@@ -182,10 +184,32 @@ def config_check(path: Path | None, environ: Mapping[str, str]) -> int:
     layers = sources.gather(path, environ)
     settings = settings_module.resolve(layers)
     ring = keyring.load(settings.storage.keys, settings.tokens.algorithm)  # a corrupt key file stops startup too
-    rows = settings_module.describe(settings, layers)
+    rows = _describe(settings, layers)
     width = max(len(key) + len(value) for key, value, _ in rows) + 3
     for key, value, origin in rows:
         print(f"{key} = {value}".ljust(width) + f"# {origin}")
     keys = f"{len(ring.keys)} signing key(s)" if ring else "no signing key yet (the first start makes one)"
     print(f"settings are valid ({path or 'no settings file'}); {keys} in {settings.storage.keys}", file=sys.stderr)
     return 0
+
+
+def _describe(settings: Settings, layers: sources.Layers) -> list[tuple[str, str, str]]:
+    """``(key, value, origin)`` for every setting, secrets masked: what ``config check`` prints."""
+    rows = []
+    for section in get_type_hints(Settings):
+        group = getattr(settings, section)
+        for field in dataclasses.fields(group):
+            key, value = f"{section}.{field.name}", getattr(group, field.name)
+            shown = ('"********"' if value else '""') if isinstance(value, Secret) else _toml(value)
+            rows.append((key, shown, str(layers.origin(key))))
+    return rows
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Duration):
+        return f'"{value:.15g}s"'
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -201,28 +201,6 @@ def _located(errors: list[SettingsError], layers: sources.Layers) -> list[Settin
     return list(seen.values())
 
 
-def describe(settings: Settings, layers: sources.Layers) -> list[tuple[str, str, str]]:
-    """``(key, value, origin)`` for every setting, secrets masked: what ``config check`` prints."""
-    rows = []
-    for section in get_type_hints(Settings):
-        group = getattr(settings, section)
-        for field in dataclasses.fields(group):
-            key, value = f"{section}.{field.name}", getattr(group, field.name)
-            shown = ('"********"' if value else '""') if isinstance(value, Secret) else _toml(value)
-            rows.append((key, shown, str(layers.origin(key))))
-    return rows
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Duration):
-        return f'"{value:.15g}s"'
-    if isinstance(value, int):
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _convert(key: str, kind: Any, value: Any) -> Any:
     """Convert one raw value (TOML-typed, or a string from the environment) to ``kind``."""
     if isinstance(value, (dict, list)):
