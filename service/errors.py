@@ -106,6 +106,18 @@ class InvalidInput(ServiceError):
     """A request body, form or parameter is malformed or too large."""
 
 
+class NotFound(ServiceError):
+    """Nothing is at this path (404)."""
+
+
+class MethodNotAllowed(ServiceError):
+    """This path answers other methods (405, with ``Allow``)."""
+
+    def __init__(self, allowed: set[str]) -> None:
+        super().__init__("This address does not accept that method.")
+        self.allowed = allowed
+
+
 class BodyTimeout(ServiceError):
     """A request body did not arrive within ``server.body_timeout`` (a slow-body attack, or a lost client)."""
 

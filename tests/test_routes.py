@@ -3,6 +3,9 @@ and static files included — and a route added around it stops the app from sta
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from aiohttp import web
 
 from service.web import routes
@@ -77,3 +80,32 @@ async def test_a_static_file_answers_a_conditional_get_with_304(client):
     first = await client.get("/static/style.css")
     again = await client.get("/static/style.css", headers={"If-Modified-Since": first.headers["Last-Modified"]})
     assert again.status == 304
+
+
+NAVIGATE_HTML = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
+
+
+@pytest.mark.parametrize(("method", "path", "status", "heading"), [
+    ("GET", "/no/such/page", 404, "Page not found"),
+    ("GET", "/static/no-such-file.css", 404, "Page not found"),
+    ("PUT", "/api/me", 405, "Method not allowed"),
+])
+async def test_navigations_to_unknown_paths_or_methods_get_a_real_page(client, method, path, status, heading):
+    response = await client.request(method, path, headers=NAVIGATE_HTML)
+    assert response.status == status
+    assert response.headers["Content-Type"].startswith("text/html")
+    page = await response.text()
+    assert re.search(r'<html lang="en">', page)
+    assert re.search(rf"<title>{heading} \(error {status}\)</title>", page)
+    assert f"<h1>{heading}</h1>" in page and "<main" in page and 'href="/"' in page
+    if status == 405:
+        assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("GET", "/no/such/page", 404, "not_found"), ("PUT", "/api/me", 405, "method_not_allowed")])
+async def test_other_callers_get_json_for_unknown_paths_and_methods(client, method, path, status, code):
+    response = await client.request(method, path, headers={"Sec-Fetch-Mode": "cors", "Accept": "*/*"})
+    assert response.status == status
+    body = await response.json()
+    assert body["error"] == code and body["message"]

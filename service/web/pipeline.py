@@ -32,6 +32,8 @@ from ..errors import (
     CredentialsError,
     CsrfRejected,
     InvalidInput,
+    MethodNotAllowed,
+    NotFound,
     RefreshFailed,
     ServiceError,
     StoreUnavailable,
@@ -214,6 +216,12 @@ def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: 
         return _throttled(request, exc)
     if isinstance(exc, InvalidInput):
         return _problem(request, 400, "invalid_input", str(exc))
+    if isinstance(exc, NotFound):
+        return _problem(request, 404, "not_found", str(exc), title="Page not found")
+    if isinstance(exc, MethodNotAllowed):
+        response = _problem(request, 405, "method_not_allowed", str(exc), title="Method not allowed")
+        response.headers["Allow"] = ",".join(sorted(exc.allowed))
+        return response
     if isinstance(exc, BodyTimeout):
         log.info("body_timeout", extra={"event": "body_timeout", "ip": request.remote})
         response = _problem(request, 408, "body_timeout", "The request body took too long to arrive.")
@@ -275,10 +283,11 @@ def _throttled(request: web.Request, exc: Throttled) -> web.StreamResponse:
     return response
 
 
-def _problem(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:
+def _problem(request: web.Request, status: int, code: str, message: str, *,
+             title: str = "Something went wrong") -> web.StreamResponse:
     if wants_html(request):
-        return aiohttp_jinja2.render_template("error.html", request, {"status": status, "message": message},
-                                              status=status)
+        return aiohttp_jinja2.render_template("error.html", request,
+                                              {"status": status, "message": message, "title": title}, status=status)
     return web.json_response({"error": code, "message": message}, status=status)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..errors import MethodNotAllowed, NotFound
 from . import appkeys
 from .appkeys import Handler
 from .handlers import account, api, jwks, ops, pages, static, verify
@@ -70,5 +71,5 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
         if resource is not request.match_info.route.resource:
             allowed |= (await resource.resolve(request))[1]
     if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
+        raise MethodNotAllowed(allowed)
+    raise NotFound("There is no page at this address.")

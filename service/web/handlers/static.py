@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ...errors import NotFound
 from ..appkeys import Handler
 
 _CODE = {".py", ".pyc"}  # the package marker that ships the directory inside the wheel
@@ -21,7 +22,7 @@ def files(directory: Path) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
         path = served.get(request.match_info["name"])
         if path is None:
-            raise web.HTTPNotFound()
+            raise NotFound("There is no file at this address.")
         return web.FileResponse(path)
 
     return serve
