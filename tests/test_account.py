@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.support.sign_in import PASSWORD, login
 
 NAVIGATE = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
@@ -112,3 +114,51 @@ async def test_guessing_the_current_password_is_throttled_like_logins(make_clien
     assert statuses == [400, 400, 400, 429, 429]
     assert (await (await make_client(of=settings)).post(
         "/login", json={"username": "alice", "password": PASSWORD})).status == 429
+
+
+async def test_each_sign_out_button_names_its_device(make_client, make_user):
+    await make_user()
+    laptop, phone = await make_client(), await make_client()
+    await login(laptop)
+    phone.session.headers["User-Agent"] = "Mozilla/5.0 (Linux; Android 14) Chrome/150.0 Mobile Safari/537.36"
+    await login(phone)
+    html = await (await laptop.get("/account", headers=NAVIGATE)).text()
+    buttons = re.findall(r'<button type="submit"[^>]*>([^<]+)</button>', html)
+    assert "Sign out this device" in buttons
+    assert "Sign out Chrome on Android (127.0.0.1)" in buttons
+    assert len(buttons) == len(set(buttons))  # no two buttons of the page share a name
+
+
+async def test_times_are_utc_text_in_machine_readable_time_elements(make_client, make_user):
+    await make_user()
+    laptop = await make_client()
+    await login(laptop)
+    html = await (await laptop.get("/account", headers=NAVIGATE)).text()
+    times = re.findall(r'<time data-local datetime="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)">([^<]+)</time>', html)
+    assert len(times) == 2 and all(text.endswith(" UTC") and text[:16] == iso[:16].replace("T", " ")
+                                   for iso, text in times)
+    assert re.search(r'<script src="/static/local-time.js" defer></script>', html)
+
+
+async def test_the_password_form_states_the_minimum_and_asks_twice(make_settings, make_client, make_user):
+    settings = make_settings(passwords={"min_length": "12"})
+    await make_user(of=settings)
+    laptop = await make_client(of=settings)
+    await login(laptop)
+    html = await (await laptop.get("/account", headers=NAVIGATE)).text()
+    assert "At least 12 characters." in html
+    assert len(re.findall(r'<input id="(?:new|confirm)" name="(?:new|confirm)" type="password" '
+                          r'autocomplete="new-password" minlength="12"', html)) == 2
+
+
+async def test_a_confirmation_that_differs_changes_nothing(make_client, make_user):
+    await make_user()
+    laptop = await make_client()
+    token = (await login(laptop))["csrf_token"]
+    response = await laptop.post("/account/password", headers={"X-CSRF-Token": token, **NAVIGATE},
+                                 data={"current": PASSWORD, "new": "a new long password", "confirm": "a new long pasword",
+                                       "csrf": token}, allow_redirects=False)
+    assert response.status == 400
+    assert "differ" in await response.text()
+    fresh = await make_client()
+    await login(fresh)  # the old password still signs in

@@ -122,6 +122,25 @@ async def test_signing_in_at_login_with_next_lands_on_the_account_page(
     await page.screenshot(path=ARTIFACTS / f"account-{viewport}.png", full_page=True)
 
 
+@pytest.mark.parametrize(("zone", "javascript"), [("Asia/Tokyo", True), ("America/Los_Angeles", True),
+                                                   ("Asia/Tokyo", False)])
+async def test_the_account_page_shows_times_in_the_viewers_zone_or_utc_without_javascript(
+        service: LiveService, chromium: Browser, zone: str, javascript: bool) -> None:
+    page = await new_page(chromium, timezone_id=zone, locale="en-GB", java_script_enabled=javascript)
+    await sign_in(page, service, "/account")
+    first = page.locator("time[data-local]").first
+    iso = await first.get_attribute("datetime")
+    assert iso is not None
+    shown = await first.inner_text()
+    if not javascript:
+        assert shown.endswith(" UTC") and shown[:16] == iso[:16].replace("T", " ")
+        return
+    expected = await page.evaluate("""iso => new Date(iso).toLocaleString("en-GB", {timeZone: Intl.DateTimeFormat()
+        .resolvedOptions().timeZone, dateStyle: "medium", timeStyle: "short"})""", iso)
+    assert await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == zone
+    assert shown == expected and "UTC" not in shown
+
+
 # --- 2. working on after the access token expired ---
 
 async def test_after_expiry_links_form_posts_and_page_scripts_just_work(

@@ -78,7 +78,7 @@ METHODS = [b"POST"] * 4 + [b"GET"] * 2 + [b"HEAD", b"PUT", b"PATCH", b"DELETE", 
 SUFFIXES = [b""] * 6 + [b"/", b"/..", b"%2e%2e/x", b"%ff", b"//x"]
 CONTENT_TYPES = [None, b"application/json", b"application/x-www-form-urlencoded", b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=XYZ",
                  b"multipart/form-data", b"text/plain", b"application/json; charset=latin-1"]
-FIELDS = ["username", "password", "current", "new", "next", "csrf"]
+FIELDS = ["username", "password", "current", "new", "confirm", "next", "csrf"]
 
 
 def path_of(template: str, filler: bytes, suffix: bytes) -> bytes:

@@ -7,6 +7,7 @@ import time
 import aiohttp_jinja2
 from aiohttp import web
 
+from ...errors import InvalidInput
 from ...storage.sessions import SessionInfo
 from .. import appkeys
 from ..negotiate import client, read_fields, wants_html
@@ -18,8 +19,11 @@ def _session_json(info: SessionInfo, current: str) -> dict[str, object]:
             "created": int(info.created), "last_used": int(info.last_used), "current": info.session_id == current}
 
 
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+def _when(seconds: float) -> dict[str, str]:
+    """A moment as ``<time>`` wants it: ISO 8601 in UTC, and UTC text (static/local-time.js shows the
+    viewer's zone)."""
+    moment = time.gmtime(seconds)
+    return {"iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", moment), "text": time.strftime("%Y-%m-%d %H:%M UTC", moment)}
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -27,7 +31,8 @@ async def page(request: web.Request) -> web.StreamResponse:
     sessions = await request.app[appkeys.accounts].sessions_of(user)
     rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
             for s in sessions]
-    context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done")}
+    context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done"),
+               "min_length": request.app[appkeys.settings].passwords.min_length}
     return aiohttp_jinja2.render_template("account.html", request, context)
 
 
@@ -54,7 +59,9 @@ async def revoke_all(request: web.Request) -> web.StreamResponse:
 
 async def change_password(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
-    fields = await read_fields(request, "current", "new")
+    fields = await read_fields(request, "current", "new", "confirm")
+    if fields["confirm"] and fields["confirm"] != fields["new"]:  # the form's second field; optional in JSON
+        raise InvalidInput("The new password and its confirmation differ. Nothing was changed.")
     await request.app[appkeys.accounts].change_password(user, fields["current"], fields["new"], client(request))
     return _done(request, signed_out=False, notice="password")
 
