@@ -27,7 +27,7 @@ RESTART_DELAY = 1.0
 
 async def supervise(settings: Settings, settings_path: Path | None, *, host: str, port: int, count: int) -> int:
     prepare_keys(settings)
-    embedded = None if settings.redis.url else EmbeddedRedis(settings.storage.data_dir)
+    embedded = None if settings.redis.url else EmbeddedRedis(settings.storage.data_dir, exclusive=True)
     if embedded is not None:
         await embedded.start()
     env = dict(os.environ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import functools
 import importlib.util
 import logging
@@ -30,6 +31,15 @@ _POLL = 0.02
 _PRIVATE_UMASK = 0o077
 SUPERVISE_INTERVAL = 0.5  # seconds between looks at a spawned redis-server
 log = logging.getLogger("service")
+
+
+class DataDirInUse(StoreUnavailable):
+    """The data directory's embedded Redis belongs to another running service: two servers on one
+    AOF would each own, restart and stop it under the other."""
+
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        super().__init__(f"the embedded Redis in {data_dir} belongs to another running service: set redis.url "
+                         "to share one Redis between instances, or give this one another storage.data_dir")
 
 
 def find_redis_server() -> str:
@@ -75,14 +85,17 @@ def make_private(directory: pathlib.Path) -> None:
 class EmbeddedRedis:
     """redis-server in ``data_dir`` on ``<data_dir>/redis.sock``: spawned and owned, or attached to if up."""
 
-    def __init__(
-        self, data_dir: pathlib.Path, *, binary: str | None = None, appendfsync: str = "everysec"
-    ) -> None:
+    def __init__(self, data_dir: pathlib.Path, *, binary: str | None = None, appendfsync: str = "everysec",
+                 exclusive: bool = False) -> None:
+        """``exclusive`` (a service, not the CLI): refuse with :class:`DataDirInUse` to attach to a
+        server that another process runs, and hold ``embedded.lock`` until :meth:`stop`."""
         self.data_dir = pathlib.Path(data_dir).absolute()  # redis chdir()s to --dir: paths must be absolute
         self.binary = binary
         self.appendfsync = appendfsync
+        self.exclusive = exclusive
         self.owned = False
         self._proc: asyncio.subprocess.Process | None = None
+        self._lock: int | None = None
 
     @property
     def socket_path(self) -> pathlib.Path:
@@ -138,12 +151,14 @@ class EmbeddedRedis:
         if self._proc is not None:
             if self._proc.returncode is None and await self._ping() != "down":
                 return
-            await self.stop()  # our server died (its exit may not be reaped yet): reap it, start afresh
+            await self._terminate()  # our server died (its exit may not be reaped yet): reap it, start afresh
         if (size := len(os.fsencode(self.socket_path))) > _SUN_PATH_MAX:
             raise SettingsError("storage.data_dir", f"path too long for a unix socket: {self.socket_path} "
                                 f"is {size} bytes, the limit is {_SUN_PATH_MAX}")
         try:
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.exclusive and self._lock is None:
+                await self._claim()
             state = await self._ping()  # a server already up (e.g. the running service's) is shared
             if state == "down":
                 await self._spawn()
@@ -198,7 +213,29 @@ class EmbeddedRedis:
                 restarting = False
                 log.warning("embedded redis-server restarted")
 
+    async def _claim(self) -> None:
+        """Take ``embedded.lock`` (kept until :meth:`stop`), refusing a server someone else runs. The
+        lock, unlike a PING, also catches a service whose redis-server is restarting, or one starting
+        at the same instant; the kernel drops it when its holder dies, and children do not inherit
+        it (O_CLOEXEC). Nothing in the directory is touched before both checks pass."""
+        fd = os.open(self.data_dir / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirInUse(self.data_dir) from None
+        if await self._ping() != "down":  # e.g. a CLI's own redis-server, mid-command
+            os.close(fd)
+            raise DataDirInUse(self.data_dir)
+        self._lock = fd
+
     async def stop(self, *, timeout: float = 10.0) -> None:
+        await self._terminate(timeout=timeout)
+        if self._lock is not None:
+            os.close(self._lock)  # closing the last fd releases the flock
+            self._lock = None
+
+    async def _terminate(self, *, timeout: float = 10.0) -> None:
         proc, self._proc, self.owned = self._proc, None, False
         if proc is None:
             return  # never started, already stopped, or attached to a server someone else owns

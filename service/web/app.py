@@ -73,11 +73,12 @@ def prepare_keys(settings: Settings) -> None:
     keyring.load_or_create_secret(keys_dir, CSRF_KEY)
 
 
-def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
-    """A client for ``redis.url``, or for the embedded server (not yet started) when it is empty."""
+def open_redis(settings: Settings, *, exclusive: bool = False) -> tuple[Redis, EmbeddedRedis | None]:
+    """A client for ``redis.url``, or for the embedded server (not yet started) when it is empty;
+    ``exclusive`` for a service, which may not share another running service's embedded server."""
     if settings.redis.url:
         return connect(settings.redis.url, settings.redis), None
-    embedded = EmbeddedRedis(settings.storage.data_dir)
+    embedded = EmbeddedRedis(settings.storage.data_dir, exclusive=exclusive)
     return connect(embedded.url, settings.redis), embedded
 
 
@@ -87,7 +88,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     quiet_bad_requests()
     embedded = None
     if redis is None:
-        redis, embedded = open_redis(settings)
+        redis, embedded = open_redis(settings, exclusive=True)
         owns_client = True
     else:
         owns_client = False

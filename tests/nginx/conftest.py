@@ -7,11 +7,13 @@ Locally the tests skip if nginx is absent; under ``CI=true`` they fail instead.
 
 from __future__ import annotations
 
+import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.support.binaries import require_binary
@@ -61,3 +63,12 @@ def stack() -> Iterator[Stack]:
     finally:
         children.stop_all()
         remove_root(root, "the service")
+
+
+@pytest.fixture
+async def tls_client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client over TLS (self-signed: not verified) whose jar keeps every cookie, like a browser's."""
+    connector = aiohttp.TCPConnector(ssl=False, family=socket.AF_INET)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session

@@ -5,35 +5,16 @@ expiry through the refresh hop, and two instances behind one upstream sharing se
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.parse
-from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.support.cookies import set_cookies
-from tests.support.nginx import ACCESS_TTL, Stack
+from tests.support.nginx import ACCESS_TTL, Stack, sign_in
 from tests.support.sign_in import PASSWORD, hidden_field
 
 HTML = {"Accept": "text/html"}
-
-
-@pytest.fixture
-async def tls_client() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client over TLS (self-signed: not verified) whose jar keeps every cookie, like a browser's."""
-    connector = aiohttp.TCPConnector(ssl=False, family=socket.AF_INET)
-    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
-
-
-async def sign_in(tls_client: aiohttp.ClientSession, origin: str) -> dict[str, Any]:
-    async with tls_client.post(origin + "/sso/login", headers={"Origin": origin},
-                               json={"username": "alice", "password": PASSWORD}) as response:
-        assert response.status == 200, await response.text()
-        return dict(await response.json())
+FORM_NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Accept": "*/*"}
 
 
 def jar(tls_client: aiohttp.ClientSession) -> dict[str, str]:
@@ -80,7 +61,8 @@ async def test_the_protected_app_is_unreachable_signed_out(stack: Stack, tls_cli
         assert response.status == 200
         assert response.url.path == "/sso/login"  # the login page, not the app
         assert "X-Auth-User" not in await response.text()
-    async with tls_client.post(stack.origin + "/app/form", data={"a": "1"}, allow_redirects=False) as response:
+    async with tls_client.post(stack.origin + "/app/form", data={"a": "1"}, headers=FORM_NAVIGATION,
+                               allow_redirects=False) as response:
         assert response.status == 307  # 307 so that a form POST would be replayed with its body
     async with tls_client.get(stack.origin + "/sso/auth/verify") as response:
         assert response.status == 404  # internal to nginx

@@ -11,11 +11,15 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.sign_in import PASSWORD
 
 NGINX = Path("/usr/sbin/nginx")
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "service.conf"
@@ -103,3 +107,11 @@ def render(sample: str, *, root: Path, cert: Path, key: Path, tls: int, http: in
             f"events {{ worker_connections 256; }}\n"
             f"http {{\n  access_log {root}/access.log;\n  client_body_temp_path {root}/body;\n"
             f"  proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n{config}\n}}\n")
+
+
+async def sign_in(tls_client: aiohttp.ClientSession, origin: str) -> dict[str, Any]:
+    """Sign in as alice through nginx with JSON; returns the body (session id, csrf_token)."""
+    async with tls_client.post(origin + "/sso/login", headers={"Origin": origin},
+                               json={"username": "alice", "password": PASSWORD}) as response:
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
