@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, logs
+from . import __version__, logs, loops
 from . import settings as settings_module
 from .clock import system_clock
 from .core import keyring
@@ -113,6 +113,7 @@ def _serve(settings: Settings, path: Path | None, *, host: str | None, port: int
         # the cleanup contexts close Redis and stop the embedded server; run_app returns and we exit 0.
         web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None,
                     shutdown_timeout=settings.server.shutdown_timeout,
+                    loop=loops.new_event_loop(settings.server.event_loop),
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
     except OSError as exc:  # the address is taken or not ours: one line, not a traceback
         print(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
