@@ -1,19 +1,31 @@
-"""Prometheus metrics: the counters the core reports to, and the per-route latency the web layer records.
+"""Prometheus metrics: the counters the core reports to, the per-route latency the web layer records,
+build and process metrics.
 
 Each application owns its own ``CollectorRegistry`` (tests build many apps in one process), served as
 text by ``GET /metrics``. The core reports through :class:`Counts`, whose methods do nothing, so code
 wired without metrics (the CLI) needs no checks. Every label value comes from a fixed set or from the
 route table, never from a request, so the number of series stays bounded.
+
+Under ``serve --workers N`` the supervisor sets ``PROMETHEUS_MULTIPROC_DIR``, which puts
+prometheus-client in multiprocess mode: every process writes its numbers into memory-mapped files of
+its own there, and whichever worker answers a scrape sums every file, those of dead workers included,
+so each scrape describes the whole service and no counter goes backwards when a worker is replaced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import importlib.metadata
+import os
+import platform
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -27,6 +39,23 @@ REFRESH_OUTCOMES = {"rotated": "rotated", "kept": "kept", "grace": "grace", "reu
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Latency buckets in seconds: the hot path is tens of µs; a login's argon2 hash is tens to hundreds of ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LATENCY = ("session_request_duration_seconds", "Time to produce a response, by route.")
+_RESPONSES = ("session_responses", "Responses by route and status.")
+try:  # the installed distribution's, which pyproject.toml takes from service.__version__
+    VERSION = importlib.metadata.version("cookie-session-service")
+except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+    VERSION = "unknown"
+# In the multiprocess directory, one empty file per live worker, named after its PID: written and
+# removed by the supervisor (service/workers.py), read here to find whose /proc to report.
+WORKER_MARK = "worker-"
+
+
+def shared_directory() -> Path | None:
+    """The multiprocess directory, when prometheus-client runs in multiprocess mode (it decides once, at
+    import, from ``PROMETHEUS_MULTIPROC_DIR``); None in a single process."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        return Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    return None
 
 
 class Counts:
@@ -50,11 +79,13 @@ class Counts:
 
 
 class Metrics(Counts):
-    """The real thing, on a registry of its own."""
+    """The real thing, on a registry of its own; in multiprocess mode the registry that is served
+    reads every process's files instead."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        shared = shared_directory()
         self._logins = Counter("session_logins", "Sign-in attempts by outcome.", ["outcome"], registry=r)
         self._refreshes = Counter("session_refreshes", "Refresh token uses by outcome.", ["outcome"], registry=r)
         self._revocations = Counter("session_revocations", "Sessions ended by a user, by kind.", ["kind"],
@@ -65,8 +96,16 @@ class Metrics(Counts):
                                      registry=r)
         for label in REFRESH_OUTCOMES.values():  # every series from the start, so a rate() sees its first event
             self._refreshes.labels(label)
-        self._requests = _Requests()
-        r.register(self._requests)
+        self._requests: _Requests | _SharedRequests
+        if shared is None:
+            self._requests = _Requests()
+            r.register(self._requests)
+            r.register(_Process(lambda: [os.getpid()]))
+        else:  # the Counters above write to this process's files; MultiProcessCollector sums them all
+            self._requests = _SharedRequests()
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=str(shared))  # type: ignore[no-untyped-call]
+            self.registry.register(_Process(lambda: _worker_pids(shared)))
 
     def login(self, outcome: str) -> None:
         self._logins.labels(outcome).inc()
@@ -131,8 +170,7 @@ class _Requests:
         return latency, self._responses.setdefault((route, label), {})
 
     def collect(self) -> Iterator[Metric]:
-        latency = HistogramMetricFamily("session_request_duration_seconds", "Time to produce a response, by route.",
-                                        labels=["route", "method"])
+        latency = HistogramMetricFamily(*_LATENCY, labels=["route", "method"])
         for (route, method), series in sorted(self._latency.items()):
             cumulative, buckets = 0.0, []
             for bound, count in zip((*map(str, _BUCKETS), "+Inf"), series[:-1]):
@@ -140,9 +178,68 @@ class _Requests:
                 buckets.append((bound, cumulative))
             latency.add_metric([route, method], buckets, series[-1])
         yield latency
-        responses = CounterMetricFamily("session_responses", "Responses by route and status.",
-                                        labels=["route", "method", "status"])
+        responses = CounterMetricFamily(*_RESPONSES, labels=["route", "method", "status"])
         for (route, method), by_status in sorted(self._responses.items()):
             for status, count in sorted(by_status.items()):
                 responses.add_metric([route, method, str(status)], count)
         yield responses
+
+
+class _SharedRequests:
+    """What :class:`_Requests` records, in prometheus-client's Histogram and Counter, whose values live
+    in this process's memory-mapped files in multiprocess mode (a lock and a write per value: measured
+    in bench/metrics.py). The children are looked up once per route, method and status."""
+
+    def __init__(self) -> None:
+        self._latency = Histogram(*_LATENCY, ["route", "method"], buckets=_BUCKETS, registry=None)
+        self._responses = Counter(*_RESPONSES, ["route", "method", "status"], registry=None)
+
+    def route(self, route: str) -> Callable[[str, int, float], None]:
+        children: dict[tuple[str, int], tuple[Callable[[float], None], Callable[[], None]]] = {}
+
+        def observe(method: str, status: int, seconds: float) -> None:
+            child = children.get((method, status))
+            if child is None:
+                label = method if method in _METHODS else "other"
+                child = (self._latency.labels(route, label).observe,
+                         self._responses.labels(route, label, str(status)).inc)
+                if method in _METHODS:  # an invented method is not kept as a key: memory stays bounded
+                    children[(method, status)] = child
+            observe_latency, count = child
+            observe_latency(seconds)
+            count()
+
+        return observe
+
+
+class _Process:
+    """``session_build_info`` and, for each process of the service (the worker processes under
+    ``--workers``), prometheus-client's process metrics labelled by ``pid``, read from /proc at scrape."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self._pids = pids
+
+    def describe(self) -> list[Metric]:
+        """Nothing: what collect() reports depends on the running loop and the live processes."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
+        build = GaugeMetricFamily("session_build_info", "Always 1: the version running, its Python and event loop.",
+                                  labels=["version", "python", "event_loop"])
+        build.add_metric([VERSION, platform.python_version(), loop], 1)
+        yield build
+        families: dict[str, Metric] = {}
+        for pid in self._pids():
+            for found in ProcessCollector(pid=lambda: pid, registry=None).collect():
+                family = families.setdefault(found.name, Metric(found.name, found.documentation, found.type))
+                for sample in found.samples:
+                    family.add_sample(sample.name, {"pid": str(pid)}, sample.value)
+        yield from families.values()
+
+
+def _worker_pids(shared: Path) -> list[int]:
+    """The live workers, as the supervisor marked them; this process if none is marked."""
+    pids = sorted(int(mark.name[len(WORKER_MARK):]) for mark in shared.glob(WORKER_MARK + "*")
+                  if mark.name[len(WORKER_MARK):].isdigit())
+    return pids or [os.getpid()]
