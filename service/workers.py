@@ -6,8 +6,8 @@ N times with ``SERVICE__REDIS__URL`` pointing every worker at that one server. A
 started again; SIGTERM or SIGINT is passed on to every worker, and the parent waits for them
 (``server.shutdown_timeout``) before it stops Redis and exits.
 
-The workers share one ``PROMETHEUS_MULTIPROC_DIR`` (see service/metrics.py): a private directory
-the parent makes empty at start and removes at exit, holding each worker's metric files and, while
+The workers share one ``PROMETHEUS_MULTIPROC_DIR`` (see service/metrics.py), ``metrics/`` in the data
+directory: private, emptied at start and removed at exit (one supervisor per data directory), holding each worker's metric files and, while
 a worker lives, a mark naming its PID. A dead worker's files stay, so its counts stay in the sums.
 """
 
@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from .metrics import WORKER_MARK
@@ -37,7 +36,7 @@ async def supervise(settings: Settings, settings_path: Path | None, *, host: str
     embedded = None if settings.redis.url else EmbeddedRedis(settings.storage.data_dir)
     if embedded is not None:
         await embedded.start()
-    shared = Path(tempfile.mkdtemp(prefix="metrics-"))  # mode 0700, new and so empty
+    shared = _empty_private(settings.storage.data_dir / "metrics")
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(shared))
     if embedded is not None:
         env["SERVICE__REDIS__URL"] = embedded.url
@@ -78,6 +77,14 @@ async def _keep_running(command: list[str], env: dict[str, str], stopping: async
         mark.unlink(missing_ok=True)
         log.warning("worker %s exited with %s; starting another", worker.pid, worker.returncode)
         await asyncio.sleep(RESTART_DELAY)
+
+
+def _empty_private(directory: Path) -> Path:
+    """``directory``, made anew, empty and mode 0700: what a supervisor killed before it could clean up
+    left there would be summed with the new counts."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    return directory
 
 
 async def _stop(worker: asyncio.subprocess.Process, exited: asyncio.Task[int], timeout: float) -> None:
