@@ -37,6 +37,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 REFRESH_OUTCOMES = {"rotated": "rotated", "kept": "kept", "grace": "grace", "reused": "reused",
                     "expired": "expired", "gone": "revoked", "disabled": "disabled", "missing": "missing",
                     "unbound": "unbound", "malformed": "malformed", "forged": "forged"}
+_LOGIN_OUTCOMES = ("success", "failure", "throttled")
+_REVOCATION_KINDS = ("logout", "revoke", "revoke_all", "evicted")
+_THROTTLE_SCOPES = ("user", "ip")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Latency buckets in seconds: the hot path is tens of µs; a login's argon2 hash is tens to hundreds of ms.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -96,8 +99,11 @@ class Metrics(Counts):
                                   ["scope"], registry=r)
         self._store_errors = Counter("session_store_errors", "Requests that failed because Redis did not answer.",
                                      registry=r)
-        for label in REFRESH_OUTCOMES.values():  # every series from the start, so a rate() sees its first event
-            self._refreshes.labels(label)
+        # Every series from the start, so a rate() sees its first event (and a worker's files list them all).
+        for counter, labels in ((self._logins, _LOGIN_OUTCOMES), (self._refreshes, REFRESH_OUTCOMES.values()),
+                                (self._revocations, _REVOCATION_KINDS), (self._throttles, _THROTTLE_SCOPES)):
+            for label in labels:
+                counter.labels(label)
         self._requests: _Requests | _SharedRequests
         if shared is None:
             self._requests = _Requests()

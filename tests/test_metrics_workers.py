@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.metrics import Samples, value
+from tests.support.metrics import Samples, documented, exposed, value
 from tests.support.servers import START_TIMEOUT, ServiceProcess, workers_of
 from tests.support.sign_in import PASSWORD
 
@@ -85,6 +85,7 @@ async def test_every_scrape_sums_the_workers_and_never_goes_backwards(service_pr
                                  json={"username": "alice", "password": PASSWORD}) as response:
                 assert response.status == 200
             before = await scrape_fresh(origin)
+            assert exposed(await fresh_get(origin, "/metrics")) == documented()  # README's table holds here too
             seen = await hits_and_scrapes(origin, REQUESTS, SCRAPES)
             assert seen == sorted(seen), seen
             for _ in range(SCRAPES):  # every scrape, whichever worker answers it, sees every request
