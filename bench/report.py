@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from .load import wrk_version
+from .alternated import TARGETS, Alternated
 from .scenarios import AtCap, Ceiling, Logins, Measured, Plain, Revocation, Workers
 from .storm import ACCESS_TTL, Storm
 
@@ -196,6 +197,7 @@ class Report:
     table: list[Row]
     targets: dict[str, dict[str, Target]]
     service_log: dict[str, LogFindings]
+    alternated: Alternated | None
     problems: list[str]
 
     @property
@@ -220,7 +222,7 @@ def rounded(value: Any) -> Any:
 def text(report: Report) -> str:
     """The report as printed: the machine and the load, the table, then for each event loop a note on
     each scenario, the targets and what the service logged."""
-    lines = [*heading(report), *rows(report.table, report.setup.loops)]
+    lines = [*heading(report), *rows(report.table, report.setup.loops), *alternated_rows(report.alternated)]
     for loop, results in report.results.items():
         logged = report.service_log[loop]
         lines += ["", f"== {loop}", *notes(results), "", "targets (issue 5; reported, not enforced):",
@@ -258,6 +260,19 @@ def rows(table: Sequence[Row], loops: Sequence[str]) -> list[str]:
                      + f"{line[-1].rps / line[0].rps:>9.3f}")
     return [*lines, "   (e1/e2: req/s summed over the two wrk processes; p50/p99 the worse of the two; x ceil: over the "
             "bare handler on the same loop)"]
+
+
+def alternated_rows(g: Alternated | None) -> list[str]:
+    """g: the median req/s of each target on each loop, and the last loop's over the first's."""
+    if g is None:
+        return []
+    first, last = g.loops[0], g.loops[-1]
+    return ["", f"g  GET /api/me with the loops alternated ({g.rounds} rounds of {g.duration} s, the order reversed "
+            "every other round), median req/s:",
+            f"{'':3}{'':44}" + "".join(f"{loop:>10}" for loop in g.loops) + f"{last[:2] + '/' + first[:2]:>9}",
+            *(f"{'':3}{'bare aiohttp handler' if target == 'bare' else 'service GET /api/me, valid access cookie':44}"
+              + "".join(f"{g.median(target, loop):>10.0f}" for loop in g.loops)
+              + f"{g.median(target, last) / g.median(target, first):>9.3f}" for target in TARGETS)]
 
 
 def notes(results: Results) -> list[str]:

@@ -88,30 +88,31 @@ class Metrics(Counts):
     reads every process's files instead."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        shared = shared_directory()
-        self._logins = Counter("session_logins", "Sign-in attempts by outcome.", ["outcome"], registry=r)
-        self._refreshes = Counter("session_refreshes", "Refresh token uses by outcome.", ["outcome"], registry=r)
+        # Registered below, as the mode says; in multiprocess mode they write to this process's files.
+        self._logins = Counter("session_logins", "Sign-in attempts by outcome.", ["outcome"], registry=None)
+        self._refreshes = Counter("session_refreshes", "Refresh token uses by outcome.", ["outcome"], registry=None)
         self._revocations = Counter("session_revocations", "Sessions ended by a user, by kind.", ["kind"],
-                                    registry=r)
+                                    registry=None)
         self._throttles = Counter("session_throttles", "Sign-in attempts refused by the throttle, by window.",
-                                  ["scope"], registry=r)
+                                  ["scope"], registry=None)
         self._store_errors = Counter("session_store_errors", "Requests that failed because Redis did not answer.",
-                                     registry=r)
+                                     registry=None)
         # Every series from the start, so a rate() sees its first event (and a worker's files list them all).
         for counter, labels in ((self._logins, _LOGIN_OUTCOMES), (self._refreshes, REFRESH_OUTCOMES.values()),
                                 (self._revocations, _REVOCATION_KINDS), (self._throttles, _THROTTLE_SCOPES)):
             for label in labels:
                 counter.labels(label)
         self._requests: _Requests | _SharedRequests
+        shared = shared_directory()
         if shared is None:
+            self.registry = CollectorRegistry(auto_describe=True)
             self._requests = _Requests()
-            r.register(self._requests)
-            r.register(_Process(lambda: [os.getpid()]))
-        else:  # the Counters above write to this process's files; MultiProcessCollector sums them all
-            self._requests = _SharedRequests(shared)
+            for collector in (self._logins, self._refreshes, self._revocations, self._throttles, self._store_errors,
+                              self._requests, _Process(lambda: [os.getpid()])):
+                self.registry.register(collector)
+        else:  # MultiProcessCollector sums every worker's files, those of dead workers too
             self.registry = CollectorRegistry()
+            self._requests = _SharedRequests(shared)
             MultiProcessCollector(self.registry, path=str(shared))  # type: ignore[no-untyped-call]
             self.registry.register(_Process(lambda: _worker_pids(shared)))
 
