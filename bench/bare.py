@@ -3,15 +3,20 @@
 bench/scenarios.py), which passes the body the service itself answered, so both send the same bytes:
 
     python bench/bare.py PORT [BODY_JSON]
+
+It runs on the event loop the service would (``SERVICE__SERVER__EVENT_LOOP``: uvloop or asyncio).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 from aiohttp import web
+
+from service.loops import new_event_loop
 
 # Without BODY_JSON: the keys and value types of the service's /api/me answer.
 BODY: dict[str, Any] = {"id": "u_2VmVjW0bS1qf3k8ZkA", "name": "bench", "session": "o1Q0ZbJ9bXh2mWk3",
@@ -34,7 +39,8 @@ def main(argv: list[str]) -> None:
     app.router.add_get("/api/me", me)
     app.router.add_get("/healthz", healthz)
     # Like the service (service/cli.py): no access log.
-    web.run_app(app, host="127.0.0.1", port=int(argv[0]), access_log=None, print=None)
+    loop = new_event_loop(os.environ.get("SERVICE__SERVER__EVENT_LOOP", "uvloop"))
+    web.run_app(app, host="127.0.0.1", port=int(argv[0]), access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The processes a run measures — ``python -m service`` (instance 1 runs the embedded Redis, on a unix
-socket only) and ``bench/bare.py`` — each on a free 127.0.0.1 port, every wait bounded, each ended by its PID."""
+socket only) and ``bench/bare.py`` — each on a free 127.0.0.1 port and one event loop, every wait
+bounded, each ended by its PID."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class Servers:
     :attr:`shared_redis` and share instance 1's signing keys."""
 
     tmp: Path  # short: the Redis unix socket lives in it
+    loop: str = "uvloop"  # server.event_loop of every process started, the bare handler's too
     cpus: str = ""  # taskset CPU list for the servers ("": leave them as inherited)
     procs: Processes = dataclasses.field(default_factory=Processes)
     logs: list[Path] = dataclasses.field(default_factory=list)  # the service's, for report.log_findings
@@ -104,7 +106,7 @@ class Servers:
         """The caller's environment without its SERVICE__ keys, plus ours and ``SERVICE__<KEY>`` overrides."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE__")}
         env.update(SERVICE__SERVER__HOST=HOST, SERVICE__STORAGE__DATA_DIR=str(self.tmp / "data"),
-                   SERVICE__COOKIES__SECURE="false")  # plain HTTP: wrk sends a plain `access` cookie
+                   SERVICE__COOKIES__SECURE="false", SERVICE__SERVER__EVENT_LOOP=self.loop)  # plain HTTP: wrk sends a plain `access` cookie
         if port is not None:
             env["SERVICE__SERVER__PORT"] = str(port)
         env.update({f"SERVICE__{k.upper()}": v for k, v in overrides.items()})

@@ -1,5 +1,5 @@
-"""What a run reports: the machine, the table (req/s, p50, p99, ratio to the ceiling), the notes on
-each scenario, the performance targets of issue 5 (reported, never enforced), the service's logged
+"""What a run reports: the machine, the table (req/s, p50, p99, ratio to the ceiling, one set of
+columns per event loop, and uvloop's req/s over asyncio's), the notes on each scenario, the performance targets of issue 5 (reported, never enforced), the service's logged
 warnings; printed, and written as JSON to ``bench/results.json``."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from .load import wrk_version
+from .alternated import TARGETS, Alternated
 from .scenarios import AtCap, Ceiling, Logins, Measured, Plain, Revocation, Workers
 from .storm import ACCESS_TTL, Storm
 
@@ -68,6 +69,7 @@ class Setup:
     login_rate: float
     list_rate: float
     max_per_user: int
+    loops: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Results:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    loop: str  # the event loop of the servers (and the bare handler) measured
     run: str
     what: str
     rps: float
@@ -100,21 +103,25 @@ class Row:
     parts: int  # wrk processes summed
 
 
-def table(results: Results) -> list[Row]:
-    """The table rows; e1/e2 sum their two wrk processes."""
-    measured: dict[str, tuple[Measured, str]] = {
-        "a": (results.ceiling.a, "bare aiohttp handler (ceiling)"),
-        "b": (results.plain.b, "service GET /api/me, valid access cookie"),
-        "d0": (results.logins.d0, "service GET /api/me, no logins"),
-        "d": (results.logins.d, f"service GET /api/me + logins {results.logins.logins.rate_target:g}/s"),
-        "e1": (results.workers.e1, "1 process (2 wrk x 1 thread x 25 conns)"),
-        "e2": (results.workers.e2, f"{results.workers.flag} (2 wrk on it)"),
-        "f": (results.at_cap.f, f"service GET /api/me, another user at cap {results.at_cap.cap}"),
-    }
-    ceiling = results.ceiling.a.rps
-    return [Row(run=key, what=what, rps=round(m.rps, 1), p50_ms=round(m.p50_ms, 2), p99_ms=round(m.p99_ms, 2),
-                ratio=round(m.rps / ceiling, 3), non_2xx=m.non_2xx, parts=len(m.parts))
-            for key, (m, what) in measured.items()]
+def table(by_loop: dict[str, Results]) -> list[Row]:
+    """The table rows, loop by loop; e1/e2 sum their two wrk processes; each ratio is to the ceiling
+    measured on the same loop."""
+    rows = []
+    for loop, results in by_loop.items():
+        measured: dict[str, tuple[Measured, str]] = {
+            "a": (results.ceiling.a, "bare aiohttp handler (ceiling)"),
+            "b": (results.plain.b, "service GET /api/me, valid access cookie"),
+            "d0": (results.logins.d0, "service GET /api/me, no logins"),
+            "d": (results.logins.d, f"service GET /api/me + logins {results.logins.logins.rate_target:g}/s"),
+            "e1": (results.workers.e1, "1 process (2 wrk x 1 thread x 25 conns)"),
+            "e2": (results.workers.e2, f"{results.workers.flag} (2 wrk on it)"),
+            "f": (results.at_cap.f, f"service GET /api/me, another user at cap {results.at_cap.cap}"),
+        }
+        ceiling = results.ceiling.a.rps
+        rows += [Row(loop=loop, run=key, what=what, rps=round(m.rps, 1), p50_ms=round(m.p50_ms, 2),
+                     p99_ms=round(m.p99_ms, 2), ratio=round(m.rps / ceiling, 3), non_2xx=m.non_2xx, parts=len(m.parts))
+                 for key, (m, what) in measured.items()]
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +131,9 @@ class Target:
     met: bool
 
 
-def targets(results: Results, rows: Sequence[Row]) -> dict[str, Target]:
-    by = {r.run: r for r in rows}
+def targets(loop: str, results: Results, rows: Sequence[Row]) -> dict[str, Target]:
+    """The targets on one event loop: its ``results`` and its rows among ``rows``."""
+    by = {r.run: r for r in rows if r.loop == loop}
     d_factor = by["d"].p99_ms / by["d0"].p99_ms if by["d0"].p99_ms else math.inf
     refused = [r.ms for r in results.revocation.refusals]
     slowest = max((ms for ms in refused if ms is not None), default=None)
@@ -185,10 +193,11 @@ class Report:
     loadavg_end: tuple[str, ...]
     setup: Setup
     seconds: float
-    results: Results
+    results: dict[str, Results]  # by event loop, as every dict here
     table: list[Row]
-    targets: dict[str, Target]
-    service_log: LogFindings
+    targets: dict[str, dict[str, Target]]
+    service_log: dict[str, LogFindings]
+    alternated: Alternated | None
     problems: list[str]
 
     @property
@@ -211,15 +220,18 @@ def rounded(value: Any) -> Any:
 
 
 def text(report: Report) -> str:
-    """The report as printed: the machine and the load, the table, a note on each scenario, the targets
-    and what the service logged."""
-    return "\n".join([*heading(report), *rows(report.table), *notes(report.results), "",
-                      "targets (issue 5; reported, not enforced):",
-                      *(f"  {name:20} {str(t.value):>10}  target {t.target:34} {'met' if t.met else 'MISSED'}"
-                        for name, t in report.targets.items()),
-                      "", "service log warnings/errors:" + ("" if report.service_log.counts else " none"),
-                      *(f"  {v:6} x {k}" for k, v in sorted(report.service_log.counts.items())),
-                      *(f"  {sample}" for sample in report.service_log.samples)])
+    """The report as printed: the machine and the load, the table, then for each event loop a note on
+    each scenario, the targets and what the service logged."""
+    lines = [*heading(report), *rows(report.table, report.setup.loops), *alternated_rows(report.alternated)]
+    for loop, results in report.results.items():
+        logged = report.service_log[loop]
+        lines += ["", f"== {loop}", *notes(results), "", "targets (issue 5; reported, not enforced):",
+                  *(f"  {name:20} {str(t.value):>10}  target {t.target:34} {'met' if t.met else 'MISSED'}"
+                    for name, t in report.targets[loop].items()),
+                  "", "service log warnings/errors:" + ("" if logged.counts else " none"),
+                  *(f"  {v:6} x {k}" for k, v in sorted(logged.counts.items())),
+                  *(f"  {sample}" for sample in logged.samples)]
+    return "\n".join(lines)
 
 
 def heading(report: Report) -> list[str]:
@@ -235,11 +247,32 @@ def heading(report: Report) -> list[str]:
     return lines
 
 
-def rows(table: Sequence[Row]) -> list[str]:
-    return [f"{'':3}{'what':46}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'x ceiling':>11}{'non-2xx':>9}",
-            *(f"{r.run:3}{r.what:46}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.ratio:>11.3f}{r.non_2xx:>9}"
-              for r in table),
-            "   (e1/e2: req/s summed over the two wrk processes; p50/p99 the worse of the two)"]
+def rows(table: Sequence[Row], loops: Sequence[str]) -> list[str]:
+    """One line a scenario, one set of columns per event loop, and the last loop's req/s over the first's."""
+    cells = f"{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'x ceil':>8}{'non-2xx':>8}"
+    by = {(r.loop, r.run): r for r in table}
+    lines = [f"{'':3}{'':44}" + "".join(f"{loop:>40}" for loop in loops) + f"{'':>9}",
+             f"{'':3}{'what':44}" + cells * len(loops) + f"{loops[-1][:2] + '/' + loops[0][:2]:>9}"]
+    for run in dict.fromkeys(r.run for r in table):
+        line = [by[(loop, run)] for loop in loops]
+        lines.append(f"{run:3}{line[0].what:44}"
+                     + "".join(f"{r.rps:>8.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{r.ratio:>8.3f}{r.non_2xx:>8}" for r in line)
+                     + f"{line[-1].rps / line[0].rps:>9.3f}")
+    return [*lines, "   (e1/e2: req/s summed over the two wrk processes; p50/p99 the worse of the two; x ceil: over the "
+            "bare handler on the same loop)"]
+
+
+def alternated_rows(g: Alternated | None) -> list[str]:
+    """g: the median req/s of each target on each loop, and the last loop's over the first's."""
+    if g is None:
+        return []
+    first, last = g.loops[0], g.loops[-1]
+    return ["", f"g  GET /api/me with the loops alternated ({g.rounds} rounds of {g.duration} s, the order reversed "
+            "every other round), median req/s:",
+            f"{'':3}{'':44}" + "".join(f"{loop:>10}" for loop in g.loops) + f"{last[:2] + '/' + first[:2]:>9}",
+            *(f"{'':3}{'bare aiohttp handler' if target == 'bare' else 'service GET /api/me, valid access cookie':44}"
+              + "".join(f"{g.median(target, loop):>10.0f}" for loop in g.loops)
+              + f"{g.median(target, last) / g.median(target, first):>9.3f}" for target in TARGETS)]
 
 
 def notes(results: Results) -> list[str]:

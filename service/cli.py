@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, admin, logs
+from . import __version__, admin, logs, loops
 from . import settings as settings_module
 from .core import keyring
 from .errors import ServiceError, SettingsError
@@ -140,6 +140,7 @@ def _serve(settings: Settings, path: Path | None, *, host: str | None, port: int
         # the cleanup contexts close Redis and stop the embedded server; run_app returns and we exit 0.
         web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, **access_log(settings.log),
                     shutdown_timeout=settings.server.shutdown_timeout,
+                    loop=loops.new_event_loop(settings.server.event_loop),
                     print=lambda _: print(f"serving on http://{host}:{port}{settings.server.url_prefix}/", flush=True))
     except OSError as exc:  # the address is taken or not ours: one line, not a traceback
         print(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)

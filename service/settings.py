@@ -50,6 +50,7 @@ class ServerSettings:
     trusted_proxies: str = ""
     protected_prefixes: str = ""
     shutdown_timeout: Duration = Duration(10)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,13 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def start_private(parent: int) -> None:
+    """preexec_fn: the private umask, then :func:`die_with_parent`. (A preexec_fn, not ``umask=``:
+    uvloop's subprocess_exec has no ``umask`` argument.)"""
+    os.umask(_PRIVATE_UMASK)
+    die_with_parent(parent)
+
+
 def make_private(directory: pathlib.Path) -> None:
     """Clear the group and other bits of ``directory`` and of everything below it (symlinks are not
     followed), logging the change of the directory itself."""
@@ -187,7 +194,7 @@ class EmbeddedRedis:
             # The umask covers every file redis creates later: the AOF and its rewrites, --logfile.
             self._proc = await asyncio.create_subprocess_exec(
                 binary, *self._arguments(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                umask=_PRIVATE_UMASK, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+                preexec_fn=functools.partial(start_private, os.getpid()))
         self.owned = True
 
     async def keep_alive(self) -> None:

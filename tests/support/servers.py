@@ -104,6 +104,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of a ``--workers`` supervisor: its children that run ``serve`` (not Redis)."""
+    found = []
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            if b"serve" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                found.append(child)
+    return sorted(found)
+
+
 def wait_ready(check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path) -> None:
     """Poll ``check`` (an OSError counts as not yet) until it holds; fail if ``process`` exits first or
     after :data:`START_TIMEOUT`, showing its ``log``."""
