@@ -124,6 +124,16 @@ class LogSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class UiSettings:
+    """What people see: the site's name, and operator directories whose files replace the packaged
+    templates and static files of the same name (empty: the packaged ones only)."""
+
+    site_name: str = "Cookie sessions"
+    templates_dir: str = ""
+    static_dir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -134,6 +144,7 @@ class Settings:
     passwords: PasswordSettings = PasswordSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     log: LogSettings = LogSettings()
+    ui: UiSettings = UiSettings()
 
 
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -316,7 +327,17 @@ def _redis(settings: Settings) -> Iterator[SettingsError]:
         yield SettingsError("redis.replica_acks", "is not supported with redis+cluster:// (use 0)")
 
 
-_CHECKS: tuple[Callable[[Settings], Iterator[SettingsError]], ...] = (_positives, _bounds, _paths, _redis)
+def _ui(settings: Settings) -> Iterator[SettingsError]:
+    ui = settings.ui
+    if not ui.site_name.strip() or len(ui.site_name) > 100 or not ui.site_name.isprintable():
+        yield SettingsError("ui.site_name", "must be 1 to 100 printable characters: it titles every page")
+    for key in ("templates_dir", "static_dir"):
+        directory = getattr(ui, key)
+        if directory and not Path(directory).is_dir():
+            yield SettingsError(f"ui.{key}", f"{directory!r} is not a directory")
+
+
+_CHECKS: tuple[Callable[[Settings], Iterator[SettingsError]], ...] = (_positives, _bounds, _paths, _redis, _ui)
 
 
 def _networks(key: str, value: str) -> Iterator[SettingsError]:

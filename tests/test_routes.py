@@ -96,7 +96,7 @@ async def test_navigations_to_unknown_paths_or_methods_get_a_real_page(client, m
     assert response.headers["Content-Type"].startswith("text/html")
     page = await response.text()
     assert re.search(r'<html lang="en">', page)
-    assert re.search(rf"<title>{heading} \(error {status}\)</title>", page)
+    assert re.search(rf"<title>{heading} \(error {status}\) · Cookie sessions</title>", page)
     assert f"<h1>{heading}</h1>" in page and "<main" in page and 'href="/"' in page
     if status == 405:
         assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}

@@ -113,17 +113,27 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.paths] = paths
     app[appkeys.redis] = redis
     app[appkeys.schema] = SchemaGate(redis, KeySpace(settings.redis.key_prefix))
-    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(shipped("templates")), autoescape=True)
+    # An operator's directory comes first: its files replace their packaged namesakes, no others.
+    templates = jinja2.FileSystemLoader(overridable(settings.ui.templates_dir, "templates"))
+    env = aiohttp_jinja2.setup(app, loader=templates, autoescape=True)
     env.globals["paths"] = paths
+    env.globals["site_name"] = settings.ui.site_name
     app[appkeys.pipeline] = pipeline = Pipeline(auth, cookies, paths, csrf, metrics, hsts=settings.cookies.secure,
                                                 body_timeout=settings.server.body_timeout)
-    setup_routes(app, paths, shipped("static"))
+    setup_routes(app, paths, overridable(settings.ui.static_dir, "static"))
     app.on_startup.append(pipeline.check_routes)
     app.cleanup_ctx.append(_redis_lifetime(redis, embedded, owns_client))
     app.cleanup_ctx.append(_revocation_listener)
     app.on_startup.append(_check_schema)
     app.on_startup.append(_hint_first_user)
     return app
+
+
+def overridable(operator_dir: str, name: str) -> list[Path]:
+    """Where to look for a template or static file, first match wins: ``operator_dir`` (if set), then
+    the packaged ``name`` directory."""
+    operator = [Path(operator_dir)] if operator_dir else []
+    return [*operator, shipped(name)]
 
 
 def shipped(name: str) -> Path:

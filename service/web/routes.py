@@ -9,6 +9,7 @@ the latency metrics; the methods of one path share its name.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -34,7 +35,7 @@ def add(app: web.Application, method: str, path: str, handler: Handler, route: s
         app.router.add_route(method, path, wrapped)
 
 
-def setup_routes(app: web.Application, paths: Paths, static_dir: Path) -> None:
+def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]) -> None:
     p = paths.prefix
     route = functools.partial(add, app)
     route("GET", paths.home, pages.home, "home")
@@ -59,7 +60,7 @@ def setup_routes(app: web.Application, paths: Paths, static_dir: Path) -> None:
     route("GET", paths.healthz, ops.healthz, "healthz", authenticate=False)
     route("GET", paths.readyz, ops.readyz, "readyz", authenticate=False)
     route("GET", paths.metrics, ops.metrics, "metrics", authenticate=False)
-    route("GET", paths.static + "/{name}", static.files(static_dir), "static", cache=None, authenticate=False)
+    route("GET", paths.static + "/{name}", static.files(static_dirs), "static", cache=None, authenticate=False)
     # Tried last whatever is added later: 404 and 405 answers get the pipeline's headers too.
     route("*", "/{path:.*}", unmatched, "unmatched", authenticate=False)
 
