@@ -1,7 +1,8 @@
 # make run: serve on http://127.0.0.1:8080 with an embedded Redis. make test: run every test.
 # make bench: python -m bench, which loads a bare handler and the service with wrk over loopback (needs /usr/bin/wrk:
 # apt-get install wrk); prints a table of ratios to the bare handler and writes bench/results.json. A few minutes.
-# make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml, keeping every pin that still fits (run it
+# make lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml, and package-lock.json from
+# package.json (axe-core, for the accessibility tests), keeping every pin that still fits (run it
 # after adding or bumping a dependency). make lock-upgrade: move every pin to the newest release. make test-latest: the suite
 # against the newest releases, ignoring the locks (not run in CI: it shows drift before a lock bump has to deal with it).
 PYTHON ?= python3
@@ -36,7 +37,13 @@ $(VENV)/.dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/python -m service
 
-test: $(VENV)/.dev
+# axe-core for the accessibility tests, exactly as package-lock.json pins it (its integrity hash
+# included). Without npm the tests that need it skip, and fail under CI=true.
+node_modules/.stamp: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the accessibility tests will skip (apt-get install nodejs npm)"; fi
+
+test: $(VENV)/.dev node_modules/.stamp
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -46,6 +53,7 @@ bench: $(VENV)/.dev
 lock: $(LOCKER)/bin/pip-compile
 	$(COMPILE) -o $(RUNTIME_LOCK) pyproject.toml
 	$(COMPILE) --extra test -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
+	npm install --package-lock-only --ignore-scripts --no-audit --no-fund
 
 lock-upgrade: $(LOCKER)/bin/pip-compile
 	$(COMPILE) --upgrade -o $(RUNTIME_LOCK) pyproject.toml
@@ -65,4 +73,4 @@ test-latest:
 	$(LATEST)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(LOCKER) $(LATEST) *.egg-info
+	rm -rf $(VENV) $(LOCKER) $(LATEST) *.egg-info node_modules
