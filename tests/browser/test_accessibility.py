@@ -34,6 +34,14 @@ async def wrong_password(page: Page, service: LiveService) -> int:
     return await sign_in(page, service, "not the password")
 
 
+async def throttled(page: Page, service: LiveService) -> int:
+    """Wrong passwords until the throttle answers: the login page with its 429 error."""
+    for _ in range(service.settings.throttle.per_user + 1):
+        if (status := await wrong_password(page, service)) != 401:
+            return status
+    return 401
+
+
 async def expired_form(page: Page, service: LiveService) -> int:
     """The login form posted after its nonce cookie went (an old tab, cookies cleared): 403."""
     await page.goto(service.url("/login"))
@@ -81,6 +89,7 @@ PAGES: dict[str, tuple[Callable[[Page, LiveService], Awaitable[int]], int]] = {
     "account, password change refused": (refused_password_change, 400),
     "page not found": (goto("/no/such/page"), 404),
     "method not allowed": (goto("/logout"), 405),
+    "login, throttled": (throttled, 429),  # last: Alice cannot sign in for a while after it
 }
 
 
