@@ -1,5 +1,5 @@
-"""What the operator's commands do, other than ``serve``: ``users``, ``keys``, ``throttle clear`` and
-``config check``. ``cli.py`` parses the arguments and calls one of these.
+"""What the operator's commands do, other than ``serve``: ``users``, ``keys``, ``throttle clear``,
+``backup`` and ``config check``. ``cli.py`` parses the arguments and calls one of these.
 
 Results are printed on stdout for the operator. Every change is also logged as a JSON event on stderr
 (``cli.py`` stamps each with ``actor``, the account that ran it), like the service's own events, so that it reaches the same
@@ -26,6 +26,7 @@ from .core import keyring
 from .core.accounts import Accounts
 from .errors import SettingsError, UserError
 from .settings import Duration, Secret, Settings
+from .storage import backup as backups
 from .storage import schema
 from .storage.client import KeySpace
 from .web.app import build_authenticator, open_redis
@@ -161,6 +162,25 @@ async def clear_throttle(accounts: Accounts, target: str) -> None:
     scope, held = await accounts.clear_throttle(target)
     what = f"client {target}" if scope == "ip" else f"username {target!r}"
     print(f"cleared {held} failed sign-in(s) counted against {what}")
+
+
+async def backup(settings: Settings, destination: Path) -> int:
+    """A hot copy of the embedded Redis's data and the keys into ``destination`` (see storage/backup.py)."""
+    if settings.redis.url:
+        raise SettingsError("redis.url", "backup copies the embedded Redis; back up this server with its own "
+                                         "tools (its AOF or RDB) and copy storage.keys_dir")
+    redis, embedded = open_redis(settings)
+    assert embedded is not None  # no redis.url: always the embedded server
+    await embedded.start()
+    try:
+        names = await backups.write(redis, settings.storage.data_dir, settings.storage.keys, destination)
+    finally:
+        await redis.aclose()
+        await embedded.stop()
+    log.info("backup_written", extra={"event": "backup_written", "path": str(destination), "count": len(names)})
+    print(f"wrote {destination}: {', '.join(names)}; restore it with "
+          f"`tar -xpf {destination} -C <empty storage.data_dir>` while no service runs on that directory")
+    return 0
 
 
 def _read_password(from_stdin: bool, accounts: Accounts) -> str:

@@ -1,5 +1,5 @@
 """The command line: ``cookie-session-service`` (or ``python -m service``) ``[--settings FILE] [serve | users ...
-| keys ... | throttle clear ... | config check]``; the only argv parser. What the commands other than
+| keys ... | throttle clear ... | backup FILE | config check]``; the only argv parser. What the commands other than
 ``serve`` do is in ``admin.py``."""
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                           reuse_port=args.reuse_port)
         if args.command == "keys":
             return admin.keys(settings, args.key_action)
+        if args.command == "backup":
+            return asyncio.run(admin.backup(settings, args.destination))
         if args.command == "throttle":
             return asyncio.run(admin.with_accounts(settings, lambda accounts: admin.clear_throttle(accounts,
                                                                                                args.target)))
@@ -94,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                          .add_subparsers(dest="throttle_action", required=True), common)
     throttle.add_parser("clear", help="forget the failed sign-ins of a username or a client IP address"
                         ).add_argument("target", metavar="NAME|IP")
+    commands.add_parser("backup", help="copy the embedded Redis's data and the keys into one tar file, "
+                                       "while the service runs").add_argument("destination", type=Path)
     config = _Commands(commands.add_parser("config", help="check the settings")
                        .add_subparsers(dest="config_action", required=True), common)
     config.add_parser("check", help="validate every setting; print the effective ones, secrets masked, and "
