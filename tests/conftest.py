@@ -25,9 +25,8 @@ from service.storage.client import connect
 from service.web.app import build_authenticator, create_app
 from tests.support.cli import Cli
 from tests.support.cookies import browser_jar, jar_snapshot
-from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer, remove_root
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, service_process_in_fresh_dir
 from tests.support.sign_in import CHEAP_PASSWORDS, PASSWORD
 
 
@@ -168,13 +167,6 @@ def cli() -> Iterator[Cli]:
 
 @pytest.fixture
 def service_process() -> Iterator[ServiceProcess]:
-    """``python -m service`` (not yet started) in a fresh directory, on a free port; killed and
-    checked for leftover redis-servers afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="rst-", dir="/tmp"))
-    (root / "cwd").mkdir()
-    running = ServiceProcess(Cli(root, root / "cwd", root / "data"), free_port())
-    try:
+    """``python -m service`` (not yet started) in a fresh directory, on a free port."""
+    with service_process_in_fresh_dir("rst-", "the service") as running:
         yield running
-    finally:
-        running.kill()
-        remove_root(root, "the service")

@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,7 @@ import redis
 
 from tests.support.cli import Cli
 from tests.support.cookies import browser_jar
-from tests.support.ports import free_port
-from tests.support.redis_server import remove_root
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, service_process_in_fresh_dir
 from tests.support.sign_in import PASSWORD
 
 
@@ -33,14 +30,8 @@ def restore(archive: Path, data_dir: Path) -> None:
 
 @pytest.fixture
 def restored_service() -> Iterator[ServiceProcess]:
-    root = Path(tempfile.mkdtemp(prefix="rsd-", dir="/tmp"))
-    (root / "cwd").mkdir()
-    running = ServiceProcess(Cli(root, root / "cwd", root / "data"), free_port())
-    try:
+    with service_process_in_fresh_dir("rsd-", "the restored service") as running:
         yield running
-    finally:
-        running.kill()
-        remove_root(root, "the restored service")
 
 
 async def sign_in(origin: str, port: int, name: str) -> tuple[str, str]:

@@ -9,18 +9,34 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 
 from tests.support.cli import Cli
-from tests.support.redis_server import redis_servers_in
+from tests.support.ports import free_port
+from tests.support.redis_server import redis_servers_in, remove_root
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+
+
+@contextlib.contextmanager
+def service_process_in_fresh_dir(prefix: str, what: str) -> Iterator[ServiceProcess]:
+    """``python -m service`` (not yet started) in a fresh directory under /tmp, on a free port;
+    killed and checked for leftover redis-servers (named ``what`` in the failure) afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    (root / "cwd").mkdir()
+    running = ServiceProcess(Cli(root, root / "cwd", root / "data"), free_port())
+    try:
+        yield running
+    finally:
+        running.kill()
+        remove_root(root, what)
 
 
 class ServiceProcess:
