@@ -9,13 +9,14 @@ log pipeline when run under systemd, cron or ``kubectl exec``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -28,7 +29,7 @@ from .errors import SettingsError, UserError
 from .settings import Duration, Secret, Settings
 from .storage import backup as backups
 from .storage import schema
-from .storage.client import KeySpace
+from .storage.client import KeySpace, Redis
 from .web.app import build_authenticator, open_redis
 
 log = logging.getLogger("service.admin")
@@ -94,22 +95,30 @@ def _utc(moment: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
-async def with_accounts(settings: Settings, action: Callable[[Accounts], Awaitable[None]]) -> int:
-    """Run ``action`` against the service's Redis (starting the embedded one if it is not running)."""
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Redis]:
+    """The service's Redis, the embedded one started for the command if no service runs it."""
     redis, embedded = open_redis(settings)
     if embedded is not None:
         await embedded.start()
     try:
-        await schema.check(redis, KeySpace(settings.redis.key_prefix))
-        await action(Accounts(build_authenticator(settings, redis, system_clock)))
-        return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        yield redis
     finally:
         await redis.aclose()
         if embedded is not None:
             await embedded.stop()
+
+
+async def with_accounts(settings: Settings, action: Callable[[Accounts], Awaitable[None]]) -> int:
+    """Run ``action`` against the service's Redis."""
+    async with _store(settings) as redis:
+        try:
+            await schema.check(redis, KeySpace(settings.redis.key_prefix))
+            await action(Accounts(build_authenticator(settings, redis, system_clock)))
+            return 0
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
 
 
 def users(args: argparse.Namespace) -> Callable[[Accounts], Awaitable[None]]:
@@ -169,14 +178,8 @@ async def backup(settings: Settings, destination: Path) -> int:
     if settings.redis.url:
         raise SettingsError("redis.url", "backup copies the embedded Redis; back up this server with its own "
                                          "tools (its AOF or RDB) and copy storage.keys_dir")
-    redis, embedded = open_redis(settings)
-    assert embedded is not None  # no redis.url: always the embedded server
-    await embedded.start()
-    try:
+    async with _store(settings) as redis:
         names = await backups.write(redis, settings.storage.data_dir, settings.storage.keys, destination)
-    finally:
-        await redis.aclose()
-        await embedded.stop()
     log.info("backup_written", extra={"event": "backup_written", "path": str(destination), "count": len(names)})
     print(f"wrote {destination}: {', '.join(names)}; restore it with "
           f"`tar -xpf {destination} -C <empty storage.data_dir>` while no service runs on that directory")
