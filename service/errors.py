@@ -98,6 +98,14 @@ class Throttled(ServiceError):
         self.scope = scope
 
 
+class StepUpRequired(ServiceError):
+    """A sensitive action, and the session's last authentication is older than ``sessions.step_up_window``:
+    the user confirms it is them first (403, or 303 to the confirmation page)."""
+
+    def __init__(self) -> None:
+        super().__init__("Confirm it is you to continue: sign in again for this change.")
+
+
 class CsrfRejected(ServiceError):
     """An unsafe request came from another site, or without the token that proves it did not."""
 

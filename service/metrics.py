@@ -63,6 +63,15 @@ def shared_directory() -> Path | None:
     return None
 
 
+# (factor, outcome) of session_factor_events_total. step_up: the factor confirmed a sensitive action;
+# replay: a TOTP code already used; counter_regression: a passkey's sign counter went back (a clone).
+FACTOR_EVENTS = frozenset(
+    [("password", "step_up")]
+    + [(factor, outcome) for factor in ("passkey", "totp", "recovery") for outcome in ("success", "failure", "step_up")]
+    + [("passkey", "enrolled"), ("passkey", "removed"), ("passkey", "counter_regression"),
+       ("totp", "enrolled"), ("totp", "removed"), ("totp", "replay"), ("recovery", "generated")])
+
+
 class Counts:
     """What the core reports. This base counts nothing: it is what the core uses when given no metrics."""
 
@@ -82,6 +91,9 @@ class Counts:
     def store_error(self) -> None:
         """Redis could not answer a request (StoreUnavailable reached the error table)."""
 
+    def factor(self, factor: str, outcome: str) -> None:
+        """An event of one authentication factor: a pair of :data:`FACTOR_EVENTS`."""
+
 
 class Metrics(Counts):
     """The real thing, on a registry of its own; in multiprocess mode the registry that is served
@@ -97,6 +109,10 @@ class Metrics(Counts):
                                   ["scope"], registry=None)
         self._store_errors = Counter("session_store_errors", "Requests that failed because Redis did not answer.",
                                      registry=None)
+        self._factors = Counter("session_factor_events", "Events of each authentication factor, by outcome.",
+                                ["factor", "outcome"], registry=None)
+        for factor, outcome in FACTOR_EVENTS:
+            self._factors.labels(factor, outcome)
         # Every series from the start, so a rate() sees its first event (and a worker's files list them all).
         for counter, labels in ((self._logins, _LOGIN_OUTCOMES), (self._refreshes, REFRESH_OUTCOMES.values()),
                                 (self._revocations, _REVOCATION_KINDS), (self._throttles, _THROTTLE_SCOPES)):
@@ -108,7 +124,7 @@ class Metrics(Counts):
             self.registry = CollectorRegistry(auto_describe=True)
             self._requests = _Requests()
             for collector in (self._logins, self._refreshes, self._revocations, self._throttles, self._store_errors,
-                              self._requests, _Process(lambda: [os.getpid()])):
+                              self._factors, self._requests, _Process(lambda: [os.getpid()])):
                 self.registry.register(collector)
         else:  # MultiProcessCollector sums every worker's files, those of dead workers too
             self.registry = CollectorRegistry()
@@ -133,6 +149,11 @@ class Metrics(Counts):
 
     def store_error(self) -> None:
         self._store_errors.inc()
+
+    def factor(self, factor: str, outcome: str) -> None:
+        if (factor, outcome) not in FACTOR_EVENTS:
+            raise ValueError(f"factor event {factor!r} {outcome!r} is not in metrics.FACTOR_EVENTS")
+        self._factors.labels(factor, outcome).inc()
 
     def route(self, name: str) -> Callable[[str, int, float], None]:
         """The recorder of one route's answers: ``observe(method, status, seconds)``, run per request."""

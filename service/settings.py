@@ -86,10 +86,19 @@ class TokenSettings:
 class SessionSettings:
     idle_timeout: Duration = Duration(12 * 3600)
     absolute_timeout: Duration = Duration(14 * 86400)
+    # A sign-in without "keep me signed in": browser-session cookies, and this absolute lifetime.
+    short_absolute_timeout: Duration = Duration(12 * 3600)
+    # Sensitive actions (password, passkeys, TOTP, recovery codes) need an authentication this recent.
+    step_up_window: Duration = Duration(10 * 60)
     refresh_reuse_grace: Duration = Duration(10)
     # At most this many live sessions a user; a new one ends the least recently used. 50 keeps the
     # user's hash a listpack (storage/sessions.py) and bounds every script touching it.
     max_per_user: int = 50
+
+    @property
+    def short_lifetime(self) -> float:
+        """The absolute lifetime of a session not remembered: never longer than a remembered one's."""
+        return min(self.short_absolute_timeout, self.absolute_timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +280,8 @@ def _relations(settings: Settings) -> list[SettingsError]:
 
 
 def _positives(settings: Settings) -> Iterator[SettingsError]:
-    for key in ("tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout", "redis.timeout",
+    for key in ("tokens.access_ttl", "sessions.idle_timeout", "sessions.absolute_timeout",
+                "sessions.short_absolute_timeout", "sessions.step_up_window", "redis.timeout",
                 "server.max_body", "server.body_timeout", "server.shutdown_timeout", "passwords.time_cost",
                 "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
                 "throttle.per_ip", "throttle.window"):
@@ -288,6 +298,11 @@ def _bounds(settings: Settings) -> Iterator[SettingsError]:
         yield SettingsError("sessions.idle_timeout", "must not be longer than sessions.absolute_timeout")
     if tokens.access_ttl >= sessions.idle_timeout:
         yield SettingsError("tokens.access_ttl", "must be shorter than sessions.idle_timeout")
+    if tokens.access_ttl >= sessions.short_lifetime:
+        yield SettingsError("tokens.access_ttl", "must be shorter than sessions.short_absolute_timeout")
+    if sessions.step_up_window > 86400:
+        yield SettingsError("sessions.step_up_window", "must be at most 1d: it is how long a stolen session "
+                                                       "may change the password")
     if sessions.refresh_reuse_grace > 60:
         yield SettingsError("sessions.refresh_reuse_grace", "must be at most 60s: it is a replay window")
     if not 1 <= sessions.max_per_user <= 1000:

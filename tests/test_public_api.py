@@ -41,7 +41,7 @@ async def test_an_embedding_app_adds_pages_that_see_the_signed_in_user(settings,
 def test_the_claims_type_has_the_documented_fields():
     """``require_user`` gives an AccessClaims; its name is ``.username`` (there is no ``.name``)."""
     fields = [field.name for field in dataclasses.fields(service.AccessClaims)]
-    assert fields == ["user_id", "session_id", "username", "token_id", "issued_at", "expires_at"]
+    assert fields == ["user_id", "session_id", "username", "token_id", "issued_at", "expires_at", "auth_time"]
 
 
 def test_every_exported_name_resolves_and_importing_the_package_loads_no_web_library():

@@ -37,6 +37,9 @@ class AccessClaims:
     token_id: str  # ``jti``
     issued_at: int  # ``iat``, Unix seconds
     expires_at: int  # ``exp``, Unix seconds; the refresh hop mints a successor after it
+    # ``auth_time`` (OpenID Connect Core §2), Unix seconds: when the user last authenticated in this
+    # session, at sign-in or a step-up; refreshes carry it over. 0 in tokens minted before it existed.
+    auth_time: int = 0
 
 
 class TokenCodec:
@@ -60,11 +63,14 @@ class TokenCodec:
         self._verified_kids: frozenset[str] = frozenset()
         self._leeway = settings.leeway
 
-    def mint(self, *, user_id: str, session_id: str, username: str, not_after: float) -> AccessClaims:
-        """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``."""
+    def mint(self, *, user_id: str, session_id: str, username: str, not_after: float,
+             auth_time: float | None = None) -> AccessClaims:
+        """Claims for a new access token, expiring after ``access_ttl`` or at ``not_after``; the user
+        authenticated at ``auth_time`` (None: now, a fresh sign-in)."""
         now = int(self._clock())
         expires = min(now + int(self._settings.access_ttl), int(not_after))
-        return AccessClaims(user_id, session_id, username, secrets.token_urlsafe(16), now, expires)
+        authenticated = now if auth_time is None else int(auth_time)
+        return AccessClaims(user_id, session_id, username, secrets.token_urlsafe(16), now, expires, authenticated)
 
     def encode(self, claims: AccessClaims) -> str:
         key = self._ring().current
@@ -77,6 +83,7 @@ class TokenCodec:
             "jti": claims.token_id,
             "iat": claims.issued_at,
             "exp": claims.expires_at,
+            "auth_time": claims.auth_time,
         }
         return jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE})
 
@@ -162,10 +169,11 @@ def _public_jwk(key: SigningKey) -> dict[str, Any]:
 
 def _claims(payload: dict[str, Any]) -> AccessClaims:
     strings = [payload.get(name) for name in ("sub", "sid", "jti")]
-    times = [payload.get(name) for name in ("iat", "exp")]
+    times = [payload.get(name) for name in ("iat", "exp")] + [payload.get("auth_time", 0)]
     name = payload.get("name", "")
     if not all(isinstance(s, str) and 0 < len(s) <= 128 for s in strings) or not isinstance(name, str):
         raise TokenError("bad claims")
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in times):
         raise TokenError("bad time claims")
-    return AccessClaims(payload["sub"], payload["sid"], name, payload["jti"], payload["iat"], payload["exp"])
+    return AccessClaims(payload["sub"], payload["sid"], name, payload["jti"], payload["iat"], payload["exp"],
+                        payload.get("auth_time", 0))

@@ -82,9 +82,11 @@ class Accounts:
         session cannot be used to brute-force the password (ASVS 5.0 6.2.3).
 
         Raises:
+            StepUpRequired: the session's last authentication is older than ``sessions.step_up_window``.
             Throttled: too many recent failures for this user or from this client.
             InvalidInput: the current password is wrong or the new one breaks the length policy.
         """
+        self._auth.require_recent(claims)
         attempt = await self._auth.admit(claims.username, client)
         user = await self._users.get(claims.user_id)
         if user is None or not await self._passwords.verify(user.password_hash, current[:MAX_PASSWORD_LENGTH + 1]):

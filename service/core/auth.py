@@ -11,10 +11,18 @@ import logging
 from collections.abc import Sequence
 
 from ..clock import Clock
-from ..errors import AuthenticationRequired, CredentialsError, RefreshFailed, StoreUnavailable, Throttled
+from ..errors import (
+    AuthenticationRequired,
+    CredentialsError,
+    InvalidInput,
+    RefreshFailed,
+    StepUpRequired,
+    StoreUnavailable,
+    Throttled,
+)
 from ..metrics import Counts
 from ..settings import Outage
-from ..storage.sessions import SessionStore
+from ..storage.sessions import SessionStore, SignIn
 from ..storage.throttle import Attempt, LoginThrottle
 from ..storage.users import User, UserStore
 from .access_tokens import AccessClaims, TokenCodec
@@ -28,12 +36,14 @@ log = logging.getLogger("service.security")
 
 @dataclasses.dataclass(frozen=True)
 class Issued:
-    """A fresh pair of credentials for one session."""
+    """Fresh credentials for one session: both tokens, or (after a step-up) a new access token alone,
+    with ``refresh`` empty. Not ``remembered``: the cookies end with the browser session."""
 
     access: str
     claims: AccessClaims
     refresh: str
     refresh_expires: float
+    remembered: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +58,7 @@ class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
                  codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
                  revocations: RevocationView, clock: Clock, outage: Outage = "fail-closed",
-                 metrics: Counts | None = None) -> None:
+                 step_up_window: float = 600, metrics: Counts | None = None) -> None:
         self.users = users
         self.sessions = sessions
         self.revocations = revocations
@@ -58,6 +68,7 @@ class Authenticator:
         self.throttle = throttle
         self._clock = clock
         self._outage = outage
+        self._step_up_window = step_up_window
         self._metrics = metrics or Counts()  # the CLI counts nothing
 
     @property
@@ -65,8 +76,8 @@ class Authenticator:
         """The access-token codec, whose public keys the JWKS endpoint publishes."""
         return self._codec
 
-    async def login(self, username: str, password: str, client: Client) -> Issued:
-        """Check the password and start a new session.
+    async def login(self, username: str, password: str, client: Client, *, remember: bool = True) -> Issued:
+        """Check the password and start a new session (``remember``: "keep me signed in").
 
         The throttle admits the attempt before anything about the user is looked up, so a throttled
         real user and a throttled unknown name get the same answer; only a success frees its slots.
@@ -88,7 +99,7 @@ class Authenticator:
             self._metrics.login("failure")
             raise CredentialsError()
         rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(user.password_hash) else None
-        issued = await self._start_session(user, client, rehash)
+        issued = await self._start_session(user, client, rehash, method="password", remember=remember)
         await self.admitted(attempt)
         self._metrics.login("success")
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
@@ -112,17 +123,21 @@ class Authenticator:
         """The password checked out: free the attempt's slots in the throttle windows."""
         await self.throttle.succeeded(attempt)
 
-    async def _start_session(self, user: User, client: Client, rehash: str | None) -> Issued:
+    async def _start_session(self, user: User, client: Client, rehash: str | None, *, method: str,
+                             remember: bool) -> Issued:
         """The session starts only if the user's credentials are still those just checked: a change of
         password, a disable or a removal since then fails the sign-in (the generation, sessions.CREATE)."""
         token = self._refresh_tokens.new(user.id, self.sessions.new_id())
-        created = await self.sessions.create(token, now=self._clock(), device=describe(client.user_agent),
-                                             ip=client.ip, generation=user.generation, rehash=rehash)
+        now = self._clock()
+        created = await self.sessions.create(token, now=now, device=describe(client.user_agent), ip=client.ip,
+                                             generation=user.generation, method=method, remembered=remember,
+                                             rehash=rehash)
         if created is None:
             raise CredentialsError()
         if created.evicted:
             self.evicted(user.id, created.evicted)
-        return self._issue(user.id, token.session_id, user.name, token.value, created.absolute_deadline)
+        return self._issue(user.id, token.session_id, user.name, token.value, created.absolute_deadline,
+                           SignIn(method, remember, now))
 
     def evicted(self, user_id: str, session_ids: list[str]) -> None:
         """A sign-in pushed the user past ``sessions.max_per_user``: the least recently used ended."""
@@ -162,7 +177,7 @@ class Authenticator:
         self._metrics.refresh(rotation.verdict)
         kept = token if rotation.verdict == "kept" else successor  # kept: issued moments ago, see sessions.ROTATE
         return self._issue(token.user_id, token.session_id, rotation.username, kept.value,
-                           rotation.absolute_deadline)
+                           rotation.absolute_deadline, rotation.sign_in)
 
     def _bound(self, presented: Sequence[str], claims: AccessClaims | None) -> RefreshToken:
         """The presented token of ``claims``' session. Else the reason: missing, unbound (a genuine
@@ -181,9 +196,49 @@ class Authenticator:
             failure = RefreshFailed("unbound")  # the planted one of cookie tossing; it outranks typos
         raise failure or RefreshFailed("unbound")
 
-    def _issue(self, user_id: str, session_id: str, username: str, refresh: str, deadline: float) -> Issued:
-        claims = self._codec.mint(user_id=user_id, session_id=session_id, username=username, not_after=deadline)
-        return Issued(self._codec.encode(claims), claims, refresh, deadline)
+    def _issue(self, user_id: str, session_id: str, username: str, refresh: str, deadline: float,
+               sign_in: SignIn) -> Issued:
+        claims = self._codec.mint(user_id=user_id, session_id=session_id, username=username, not_after=deadline,
+                                  auth_time=sign_in.auth_time)
+        return Issued(self._codec.encode(claims), claims, refresh, deadline, sign_in.remembered)
+
+    def require_recent(self, claims: AccessClaims) -> None:
+        """Raises :class:`StepUpRequired` unless the user authenticated in this session within
+        ``sessions.step_up_window`` (the access token's ``auth_time``, which a refresh never moves)."""
+        if claims.auth_time + self._step_up_window < self._clock():
+            raise StepUpRequired()
+
+    async def confirm_password(self, claims: AccessClaims, password: str, client: Client) -> Issued:
+        """Step up with the password. Guesses count against the sign-in throttle's windows.
+
+        Raises:
+            Throttled: too many recent failures for this user or from this client.
+            InvalidInput: the password is wrong.
+        """
+        attempt = await self.admit(claims.username, client)
+        user = await self.users.get(claims.user_id)
+        password = password[:MAX_PASSWORD_LENGTH + 1]
+        if user is None or not await self.passwords.verify(user.password_hash, password):
+            log.info("step_up_failed", extra={"event": "step_up_failed", "user": claims.user_id, "reason": "password"})
+            raise InvalidInput("That password is not correct.")
+        await self.admitted(attempt)
+        return await self.stepped_up(claims, "password")
+
+    async def stepped_up(self, claims: AccessClaims, factor: str) -> Issued:
+        """The user of ``claims`` just proved it is them again (``factor``: password, passkey, totp or a
+        recovery code): the session's auth time becomes now, and so does a new access token's.
+
+        Raises:
+            AuthenticationRequired: the session ended meanwhile.
+        """
+        moved = await self.sessions.step_up(claims.user_id, claims.session_id)
+        if moved is None:
+            raise AuthenticationRequired("session ended")
+        deadline, sign_in = moved
+        self._metrics.factor(factor, "step_up")
+        log.info("step_up", extra={"event": "step_up", "user": claims.user_id, "sid": claims.session_id,
+                                   "reason": factor})
+        return self._issue(claims.user_id, claims.session_id, claims.username, "", deadline, sign_in)
 
     async def authenticate(self, access: str) -> AccessClaims:
         """The claims of a usable access token.

@@ -3,11 +3,16 @@
 All sessions of a user are fields of one hash under the user's hash tag (``KeySpace.user_sessions``),
 two fields a session, so a session has no key, TTL or index entry of its own (see bench/memory.py):
 
-- ``<session id>``: its state, 62 bytes packed big-endian (Lua ``struct`` format ``STATE``): ``rt``
-  digest of the current refresh token and ``pv`` of its predecessor (16 bytes each, see ``_digest``),
-  then ``g`` end of the predecessor's grace, ``c`` created, ``u`` last used, ``i`` idle deadline and
-  ``a`` absolute deadline, each in ms as a 6-byte unsigned integer (``pv`` and ``g`` are zeros until
-  the first rotation). Its presence is what ``is_live`` asks about.
+- ``<session id>``: its state, 63 bytes packed big-endian (Lua ``struct`` format ``STATE``): ``rt``
+  digest of the current refresh token and ``pv`` of its predecessor (16 bytes each, see ``_digest``;
+  ``pv`` is zeros until the first rotation), then ``t`` when the user last authenticated (the sign-in,
+  or a later step-up: ``auth_time``), ``c`` created, ``u`` last used (the last rotation), ``i`` idle
+  deadline and ``a`` absolute deadline, each in ms as a 6-byte unsigned integer, and ``f`` one byte of
+  flags: how the session signed in (:data:`METHODS`) and whether it is remembered (:data:`REMEMBERED`).
+  The predecessor's grace ends ``sessions.refresh_reuse_grace`` after ``u``. Schema 1 wrote 62 bytes,
+  the grace's end where ``t`` is and no ``f``; the scripts read both (``fields``), so such a session
+  reads as a remembered password sign-in at its creation, and is rewritten in the new layout when next
+  rotated. Its presence is what ``is_live`` asks about.
 - ``<session id>:d``: what the sessions page shows, the device ("Firefox on Linux"), a newline and
   the client address.
 
@@ -47,20 +52,37 @@ _DIGEST = 16  # bytes of a refresh token's SHA-256 that are stored
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 _DEVICE = 24  # characters of the device name kept: enough for any name devices.py gives
 
+# How a session signed in: the low bits of its flags byte. The account page shows them.
+METHODS = {"password": 1, "passkey": 2, "password+totp": 3, "password+recovery": 4}
+REMEMBERED = 0x80  # "keep me signed in": the cookies outlive the browser session
+_FLAGS_1 = METHODS["password"] | REMEMBERED  # every session schema 1 wrote
+
 # Shared by every script below. A session ends at the earlier of its idle and absolute deadlines.
 # tidy(key, now): drop the sessions that have ended; the hash lives on until the latest end + slack.
 _COMMON = f"""
 local SLACK_MS = {_TTL_SLACK_MS}
-local STATE = '>c{_DIGEST}c{_DIGEST}I6I6I6I6I6'  -- rt pv g c u i a, see the module docstring
+local STATE = '>c{_DIGEST}c{_DIGEST}I6I6I6I6I6B'  -- rt pv t c u i a f, see the module docstring
+local STATE_1 = '>c{_DIGEST}c{_DIGEST}I6I6I6I6I6'  -- schema 1: rt pv g c u i a (c u i a at the same places)
+local FLAGS_1 = {_FLAGS_1}  -- what a schema 1 session was: a remembered password sign-in
 local NO_DIGEST = string.rep('\\0', {_DIGEST})
 """ + """
+-- rt pv c u i a t f (this order) of a state in either layout.
+local function fields(state)
+  if #state < 63 then
+    local rt, pv, _, c, u, i, a = struct.unpack(STATE_1, state)
+    return rt, pv, c, u, i, a, c, FLAGS_1
+  end
+  local rt, pv, t, c, u, i, a, f = struct.unpack(STATE, state)
+  return rt, pv, c, u, i, a, t, f
+end
+
 local function ends(state)
-  local _, _, _, _, _, i, a = struct.unpack(STATE, state)
+  local _, _, _, _, _, i, a = struct.unpack(STATE_1, state)  -- i and a sit where both layouts put them
   return math.min(i, a)
 end
 
 local function last_used(state)
-  local _, _, _, _, u = struct.unpack(STATE, state)
+  local _, _, _, _, u = struct.unpack(STATE_1, state)
   return u
 end
 
@@ -100,13 +122,15 @@ end
 # ARGV[5] absolute deadline ms, ARGV[6] device and client address ("Firefox on Linux\n203.0.113.7"),
 # ARGV[7] the credential generation read with the hash, ARGV[8] the most sessions a user may have,
 # ARGV[9] revocation channel, ARGV[10] user id, ARGV[11] a new hash of the same password ('' for none:
-# written only if the generation still holds, so a rehash never undoes a password change)
+# written only if the generation still holds, so a rehash never undoes a password change),
+# ARGV[12] the flags byte (how it signed in, whether remembered)
 # Returns {1, ids of the sessions evicted...}, or {0} if the user cannot sign in.
 CREATE = _COMMON + """
 local user = redis.call('HMGET', KEYS[2], 'name', 'disabled', 'gen')
 if not user[1] or user[2] == '1' or (user[3] or '0') ~= ARGV[7] then return {0} end
 local now = tonumber(ARGV[3])
-local state = struct.pack(STATE, ARGV[2], NO_DIGEST, 0, now, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local state = struct.pack(STATE, ARGV[2], NO_DIGEST, now, now, now, tonumber(ARGV[4]), tonumber(ARGV[5]),
+                          tonumber(ARGV[12]))
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[2], 'hash', ARGV[11]) end
 redis.call('HSET', KEYS[1], ARGV[1], state, ARGV[1] .. ':d', ARGV[6])
 tidy(KEYS[1], now)
@@ -132,32 +156,49 @@ return reply
 # KEYS[1] the user's sessions, KEYS[2] the user
 # ARGV[1] session id, ARGV[2] presented digest, ARGV[3] successor digest, ARGV[4] now ms,
 # ARGV[5] grace ms, ARGV[6] idle timeout ms, ARGV[7] revocation channel, ARGV[8] the revocation message
-# Returns {verdict, username, absolute deadline ms}; verdict is rotated|kept|grace|gone|disabled|expired|reused.
+# Returns {verdict, username, absolute deadline ms, auth time ms, flags}; verdict is
+# rotated|kept|grace (those three with the rest) or gone|disabled|expired|reused (alone).
 ROTATE = _COMMON + """
 if not valid_id(ARGV[1]) then return {'gone'} end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return {'gone'} end
-local rt, pv, g, c, _, i, a = struct.unpack(STATE, state)
+local rt, pv, c, u, i, a, t, f = fields(state)
+local g = 0  -- the end of the predecessor's grace; none before the first rotation
+if pv ~= NO_DIGEST then g = u + tonumber(ARGV[5]) end
 local now = tonumber(ARGV[4])
 local user = redis.call('HMGET', KEYS[2], 'name', 'disabled')
 local verdict = nil
 if not user[1] or user[2] == '1' then verdict = 'disabled'
 elseif now >= i or now >= a then verdict = 'expired'
 elseif rt == ARGV[2] and now <= g then
-  return {'kept', user[1], a}
+  return {'kept', user[1], a, t, f}
 elseif rt == ARGV[2] then
   local idle = math.min(now + tonumber(ARGV[6]), a)
-  state = struct.pack(STATE, ARGV[3], ARGV[2], now + tonumber(ARGV[5]), c, now, idle, a)
+  state = struct.pack(STATE, ARGV[3], ARGV[2], t, c, now, idle, a, f)
   redis.call('HSET', KEYS[1], ARGV[1], state)
   tidy(KEYS[1], now)
-  return {'rotated', user[1], a}
+  return {'rotated', user[1], a, t, f}
 elseif pv == ARGV[2] and rt == ARGV[3] and now <= g then
-  return {'grace', user[1], a}
+  return {'grace', user[1], a, t, f}
 else verdict = 'reused' end
 redis.call('HDEL', KEYS[1], ARGV[1], ARGV[1] .. ':d')
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 tidy(KEYS[1], now)
 return {verdict}
+"""
+
+# STEP_UP: the user has just authenticated again in this session: move its auth time to now. A refresh
+# never moves it (ROTATE carries it over), so only this proves a recent authentication.
+# KEYS[1] the user's sessions; ARGV[1] session id, ARGV[2] now ms
+# Returns {absolute deadline ms, flags} of the live session, or false if it has ended.
+STEP_UP = _COMMON + """
+if not valid_id(ARGV[1]) then return false end
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+local now = tonumber(ARGV[2])
+if not state or now >= ends(state) then return false end
+local rt, pv, c, u, i, a, _, f = fields(state)
+redis.call('HSET', KEYS[1], ARGV[1], struct.pack(STATE, rt, pv, now, c, u, i, a, f))
+return {a, f}
 """
 
 # LIST: the user's sessions that have not ended, dropping those that have.
@@ -228,12 +269,33 @@ class RefreshToken(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
+class SignIn:
+    """How a session began: the factors (a :data:`METHODS` name), whether it is remembered, and when
+    the user last authenticated in it (the sign-in, or the latest step-up; Unix seconds)."""
+
+    method: str
+    remembered: bool
+    auth_time: float
+
+    @classmethod
+    def unpacked(cls, flags: int, auth_time_ms: int) -> SignIn:
+        method = next((name for name, bits in METHODS.items() if bits == flags & 0x0F), "password")
+        return cls(method, bool(flags & REMEMBERED), auth_time_ms / 1000)
+
+
+def flags(method: str, *, remembered: bool) -> int:
+    """The flags byte of a new session."""
+    return METHODS[method] | (REMEMBERED if remembered else 0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Rotation:
-    """A successful refresh: whose session, and until when it may live at most."""
+    """A successful refresh: whose session, until when it may live at most, and how it signed in."""
 
     verdict: str
     username: str
     absolute_deadline: float
+    sign_in: SignIn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +315,7 @@ class SessionInfo:
     absolute_deadline: float
     device: str
     ip: str
+    sign_in: SignIn
 
 
 class SessionStore:
@@ -272,20 +335,24 @@ class SessionStore:
         self._list = redis.register_script(LIST)
         self._revoke = redis.register_script(REVOKE)
         self._revoke_all = redis.register_script(REVOKE_ALL)
+        self._step_up = redis.register_script(STEP_UP)
 
     @staticmethod
     def new_id() -> str:
         return secrets.token_urlsafe(12)  # 16 characters of [A-Za-z0-9_-]: see is_session_id
 
     async def create(self, token: RefreshToken, *, now: float, device: str, ip: str, generation: str,
-                     rehash: str | None = None) -> Created | None:
+                     method: str = "password", remembered: bool = True, rehash: str | None = None) -> Created | None:
         """Store a new session for ``token``, unless the user cannot sign in (missing, disabled, or
         their credentials are no longer those of ``generation``: see CREATE). ``rehash`` replaces the
-        password hash in the same step, under the same condition."""
-        idle, absolute = self._settings.idle_timeout, self._settings.absolute_timeout
+        password hash in the same step, under the same condition. A session not ``remembered`` lives
+        at most ``sessions.short_absolute_timeout`` (``short_lifetime``)."""
+        settings = self._settings
+        absolute = settings.absolute_timeout if remembered else settings.short_lifetime
+        idle = min(settings.idle_timeout, absolute)
         args: list[Any] = [token.session_id, _digest(token), _ms(now), _ms(now + idle), _ms(now + absolute),
-                           _shown(device, ip), generation, self._settings.max_per_user, self._keys.revocations(),
-                           token.user_id, rehash or ""]
+                           _shown(device, ip), generation, settings.max_per_user, self._keys.revocations(),
+                           token.user_id, rehash or "", flags(method, remembered=remembered)]
         with translated():
             reply = await self._create(keys=self._user_keys(token.user_id), args=args)
         if not int(reply[0]):
@@ -306,7 +373,17 @@ class SessionStore:
         verdict = reply[0].decode()
         if verdict not in ("rotated", "kept", "grace"):
             raise RefreshFailed(verdict)
-        return Rotation(verdict, reply[1].decode(), int(reply[2]) / 1000)
+        return Rotation(verdict, reply[1].decode(), int(reply[2]) / 1000, SignIn.unpacked(int(reply[4]), int(reply[3])))
+
+    async def step_up(self, user_id: str, session_id: str) -> tuple[float, SignIn] | None:
+        """The user authenticated again in this session: its auth time becomes now (STEP_UP). Returns
+        the session's absolute deadline and sign-in, or None if the session has ended."""
+        now = self._clock()
+        with translated():
+            reply = await self._step_up(keys=[self._keys.user_sessions(user_id)], args=[session_id, _ms(now)])
+        if not reply:
+            return None
+        return int(reply[0]) / 1000, SignIn.unpacked(int(reply[1]), _ms(now))
 
     async def is_live(self, user_id: str, session_id: str) -> bool:
         """Whether the session still exists: one HEXISTS, as the per-request check needs it cheap.
@@ -372,7 +449,7 @@ def _digest(token: RefreshToken) -> bytes:
 
     Enough: Redis holds only these, and using one requires a token whose digest starts with them, a
     2^128 preimage search (collisions do not help, as the service mints every token, each with 256
-    random bits and an HMAC tag). Two of these and five 6-byte times make the 62-byte state field.
+    random bits and an HMAC tag). Two of these, five 6-byte times and a flags byte make the 63-byte state field.
     """
     return token.digest[:_DIGEST]
 
@@ -383,8 +460,10 @@ def _shown(device: str, ip: str) -> bytes:
 
 
 def _info(session_id: str, state: bytes, shown: bytes) -> SessionInfo:
-    _, created, last_used, idle, absolute = (int.from_bytes(state[at:at + 6], "big") / 1000
-                                             for at in range(2 * _DIGEST, len(state), 6))
+    auth, created, last_used, idle, absolute = (int.from_bytes(state[at:at + 6], "big")
+                                                for at in range(2 * _DIGEST, 2 * _DIGEST + 30, 6))
+    sign_in = SignIn.unpacked(state[62], auth) if len(state) > 62 else SignIn.unpacked(_FLAGS_1, created)
     device, _, ip = shown.decode(errors="replace").partition("\n")
-    return SessionInfo(session_id=session_id, created=created, last_used=last_used, idle_deadline=idle,
-                       absolute_deadline=absolute, device=device, ip=ip)
+    return SessionInfo(session_id=session_id, created=created / 1000, last_used=last_used / 1000,
+                       idle_deadline=idle / 1000, absolute_deadline=absolute / 1000, device=device, ip=ip,
+                       sign_in=sign_in)

@@ -61,6 +61,7 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
         throttle=LoginThrottle(redis, space, settings.throttle),
         clock=clock,
         outage=settings.redis.outage,
+        step_up_window=settings.sessions.step_up_window,
         metrics=metrics,
     )
 

@@ -37,6 +37,13 @@ class AuthState(NamedTuple):
     stale: bool = False  # forged, malformed or its session ended: clear it
 
 
+class FormPage(NamedTuple):
+    """The page a form handler shows again, with the error, when its attempt fails (answers.py)."""
+
+    template: str
+    context: dict[str, object]
+
+
 settings = web.AppKey("settings", Settings)
 authenticator = web.AppKey("authenticator", Authenticator)
 accounts = web.AppKey("accounts", Accounts)
@@ -49,4 +56,4 @@ redis: web.AppKey[Redis] = web.AppKey("redis")  # a union (server or Cluster cli
 schema = web.AppKey("schema", SchemaGate)
 
 auth_state = web.RequestKey("auth_state", AuthState)
-login_attempt = web.RequestKey("login_attempt", dict)
+form_page = web.RequestKey("form_page", FormPage)

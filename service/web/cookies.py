@@ -89,15 +89,23 @@ class CookiePolicy:
 
     def set_session(self, response: web.StreamResponse, issued: Issued) -> None:
         """Both cookies live until the session's absolute deadline: an expired access JWT must still
-        reach the pipeline, which can only refresh what it can see."""
-        max_age = max(0, int(issued.refresh_expires - self._clock()))
+        reach the pipeline, which can only refresh what it can see. A session not remembered gets
+        browser-session cookies (no Max-Age), which end when the browser does."""
+        self.set_access(response, issued)
+        response.set_cookie(self.refresh_name, issued.refresh, max_age=self._max_age(issued),
+                            path=self._refresh_path, secure=self._secure, httponly=True, samesite=self._samesite)
+
+    def set_access(self, response: web.StreamResponse, issued: Issued) -> None:
+        """The access cookie alone (and its anchor): a step-up's new token, in the same session."""
+        max_age = self._max_age(issued)
         response.set_cookie(self.access_name, issued.access, max_age=max_age, path=self._access_path,
-                            secure=self._secure, httponly=True, samesite=self._samesite)
-        response.set_cookie(self.refresh_name, issued.refresh, max_age=max_age, path=self._refresh_path,
                             secure=self._secure, httponly=True, samesite=self._samesite)
         if self._anchor_name:
             response.set_cookie(self._anchor_name, _digest(issued.access), max_age=max_age, path="/",
                                 secure=True, httponly=True, samesite=self._samesite)
+
+    def _max_age(self, issued: Issued) -> int | None:
+        return max(0, int(issued.refresh_expires - self._clock())) if issued.remembered else None
 
     def clear_session(self, response: web.StreamResponse) -> None:
         self.clear_access(response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -57,8 +58,10 @@ async def form(request: web.BaseRequest) -> MultiDictProxy[str | bytes | bytearr
         raise InvalidInput("the form body cannot be read") from None
 
 
-async def read_fields(request: web.BaseRequest, *names: str) -> dict[str, str]:
-    """The named string fields of a form or JSON body; missing ones are empty.
+async def read_fields(request: web.BaseRequest, *names: str, flags: Mapping[str, bool] | None = None) -> dict[str, str]:
+    """The named string fields of a form or JSON body; missing ones are empty. Each of ``flags`` is a
+    checkbox (in a form: present and not "0", "off" or "false"; an unchecked box is absent) or a JSON
+    boolean (absent: the default it maps to), read as "1" or "".
 
     Raises:
         InvalidInput: the body is not a form or a JSON object, is too large, or a field is not a string.
@@ -75,8 +78,19 @@ async def read_fields(request: web.BaseRequest, *names: str) -> dict[str, str]:
     else:
         raise InvalidInput("send a form or JSON")
     values = {name: body.get(name, "") for name in names}
+    json_body = request.content_type == "application/json"
+    for name, default in (flags or {}).items():
+        values[name] = _flag(body.get(name, default if json_body else False))
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("fields must be strings")
     if not all(text(v) is not None for v in values.values()):
         raise InvalidInput("fields must be valid Unicode text")
     return values
+
+
+def _flag(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else ""
+    if isinstance(value, str):
+        return "" if value.strip().lower() in ("", "0", "off", "false") else "1"
+    raise InvalidInput("a checkbox field must be true or false")

@@ -23,6 +23,7 @@ class Paths:
         self.login = self.prefix + "/login"
         self.logout = self.prefix + "/logout"
         self.account = self.prefix + "/account"
+        self.confirm = self.account + "/confirm"
         self.refresh_scope = self.prefix + settings.cookies.refresh_path
         self.refresh = self.refresh_scope + "/refresh"
         self.static = self.prefix + "/static"
@@ -60,6 +61,9 @@ class Paths:
 
     def login_url(self, next_path: str) -> str:
         return self.login + "?" + urllib.parse.urlencode({"next": next_path})
+
+    def confirm_url(self, next_path: str) -> str:
+        return self.confirm + "?" + urllib.parse.urlencode({"next": next_path})
 
     def refresh_url(self, next_path: str) -> str:
         return self.refresh + "?" + urllib.parse.urlencode({"next": next_path})

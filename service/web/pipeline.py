@@ -16,42 +16,24 @@ soon as there is one middleware — together more than this whole pipeline (``ma
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
-import aiohttp_jinja2
 from aiohttp import web
 from multidict import CIMultiDict, istr
 
 from ..core.access_tokens import AccessClaims
 from ..core.auth import Authenticator
 from ..core.csrf import FIELD, HEADER, CsrfTokens, is_cross_site
-from ..errors import (
-    AuthenticationRequired,
-    BodyTimeout,
-    CredentialsError,
-    CsrfRejected,
-    InvalidInput,
-    MethodNotAllowed,
-    NotFound,
-    RefreshFailed,
-    ServiceError,
-    StoreUnavailable,
-    Throttled,
-    TokenError,
-    TokenExpired,
-)
+from ..errors import AuthenticationRequired, BodyTimeout, CsrfRejected, TokenError, TokenExpired
 from ..logs import current_request_id, request_id_from
 from ..metrics import Metrics
 from . import appkeys
+from .answers import answer
 from .appkeys import Handler
 from .cookies import CookiePolicy
-from .negotiate import form, text, wants_html
+from .negotiate import form, text
 from .paths import Paths
 
-log = logging.getLogger("service")
-
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
 _NO_SIDE_EFFECTS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _ANONYMOUS = appkeys.AuthState()
@@ -69,7 +51,7 @@ def require_user(request: web.Request) -> AccessClaims:
 class Pipeline:
     """Wraps handlers so that, for every request, outermost first:
 
-    1. errors: any service error becomes its answer from the one table (:func:`_answer`); the request
+    1. errors: any service error becomes its answer from the one table (:func:`answers.answer`); the request
        gets its id (logs, ``X-Request-ID``) and its latency is recorded under the route's name;
     2. security headers go on every answer, raised ones (``web.HTTPException``) and error pages included;
     3. authentication: an :class:`~service.web.appkeys.AuthState` on every request to a route that reads
@@ -133,7 +115,7 @@ class Pipeline:
                 observe(request.method, exc.status, time.perf_counter() - started)
                 raise
             except Exception as exc:  # noqa: BLE001 - every error gets its answer from the table
-                response = _answer(request, exc, cookies, paths, metrics)
+                response = answer(request, exc, cookies, paths, metrics)
             except BaseException:  # cancelled: the client went away (nginx's 499)
                 observe(request.method, 499, time.perf_counter() - started)
                 raise
@@ -201,94 +183,6 @@ async def _presented_token(request: web.Request) -> str | None:
         value = (await form(request)).get(FIELD)
         presented = value if isinstance(value, str) else None
     return text(presented) if presented else None
-
-
-def _answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: Paths,
-            metrics: Metrics) -> web.StreamResponse:
-    """The one table from service errors to HTTP answers; unexpected errors become a plain 500."""
-    if isinstance(exc, AuthenticationRequired):
-        return _unauthenticated(request, exc, cookies, paths)
-    if isinstance(exc, RefreshFailed):
-        return _refresh_failed(request, cookies, paths)
-    if isinstance(exc, CredentialsError):
-        return _login_failed(request, exc)
-    if isinstance(exc, Throttled):
-        return _throttled(request, exc)
-    if isinstance(exc, InvalidInput):
-        return _problem(request, 400, "invalid_input", str(exc))
-    if isinstance(exc, NotFound):
-        return _problem(request, 404, "not_found", str(exc), title="Page not found")
-    if isinstance(exc, MethodNotAllowed):
-        response = _problem(request, 405, "method_not_allowed", str(exc), title="Method not allowed")
-        response.headers["Allow"] = ",".join(sorted(exc.allowed))
-        return response
-    if isinstance(exc, BodyTimeout):
-        log.info("body_timeout", extra={"event": "body_timeout", "ip": request.remote})
-        response = _problem(request, 408, "body_timeout", "The request body took too long to arrive.")
-        response.force_close()  # what is left of that body would be read as the next request
-        return response
-    if isinstance(exc, CsrfRejected):
-        return _problem(request, 403, "csrf", "This form has expired or was sent from another site. "
-                                              "Reload the page and try again.")
-    if isinstance(exc, StoreUnavailable):
-        metrics.store_error()
-        log.warning("store unavailable", exc_info=False)  # once per request: no traceback flood
-        response = _problem(request, 503, "unavailable", "The service is briefly unavailable. Try again.")
-        response.headers["Retry-After"] = "1"
-        return response
-    log.error("unmapped service error" if isinstance(exc, ServiceError) else "unhandled error", exc_info=exc)
-    return _problem(request, 500, "internal", "Something went wrong.")
-
-
-def _unauthenticated(request: web.Request, exc: AuthenticationRequired, cookies: CookiePolicy,
-                     paths: Paths) -> web.StreamResponse:
-    here = request.path_qs if request.method in _SAFE_METHODS else paths.home
-    if exc.refreshable:
-        # The original method and body ride along: 307 makes the browser replay both.
-        return web.Response(status=307, headers={"Location": paths.refresh_url(request.path_qs)})
-    response = _to_login(request, paths, paths.safe_next(here))
-    if request[appkeys.auth_state].stale:
-        cookies.clear_access(response)
-    return response
-
-
-def _refresh_failed(request: web.Request, cookies: CookiePolicy, paths: Paths) -> web.StreamResponse:
-    response = _to_login(request, paths, paths.safe_next(request.query.get("next")))
-    cookies.clear_session(response)
-    return response
-
-
-def _to_login(request: web.Request, paths: Paths, next_path: str) -> web.StreamResponse:
-    if wants_html(request):
-        return web.Response(status=303, headers={"Location": paths.login_url(next_path)})
-    return web.json_response({"error": "unauthenticated", "login": paths.login_url(next_path)}, status=401)
-
-
-def _login_failed(request: web.Request, exc: CredentialsError) -> web.StreamResponse:
-    if request.content_type == "application/json" or not wants_html(request):
-        return web.json_response({"error": "invalid_credentials", "message": str(exc)}, status=401)
-    context = dict(request.get(appkeys.login_attempt, {}), error=str(exc))
-    return aiohttp_jinja2.render_template("login.html", request, context, status=401)
-
-
-def _throttled(request: web.Request, exc: Throttled) -> web.StreamResponse:
-    """429 with Retry-After (RFC 6585 §4); the same answer whichever window is full and whoever the user."""
-    if request.content_type == "application/json" or not wants_html(request):
-        response = web.json_response({"error": "throttled", "retry_after": exc.retry_after, "message": str(exc)},
-                                     status=429)
-    else:
-        context = dict(request.get(appkeys.login_attempt, {}), error=str(exc))
-        response = aiohttp_jinja2.render_template("login.html", request, context, status=429)
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-def _problem(request: web.Request, status: int, code: str, message: str, *,
-             title: str = "Something went wrong") -> web.StreamResponse:
-    if wants_html(request):
-        return aiohttp_jinja2.render_template("error.html", request,
-                                              {"status": status, "message": message, "title": title}, status=status)
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 def _security_headers(hsts: bool, cache: str | None) -> CIMultiDict[str]:

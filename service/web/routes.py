@@ -17,7 +17,7 @@ from aiohttp import web
 from ..errors import MethodNotAllowed, NotFound
 from . import appkeys
 from .appkeys import Handler
-from .handlers import account, api, jwks, ops, pages, static, verify
+from .handlers import account, api, confirm, jwks, ops, pages, static, verify
 from .paths import Paths
 
 
@@ -50,10 +50,13 @@ def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]
     route("POST", paths.account + "/sessions/{session_id}/revoke", account.revoke, "revoke")
     route("POST", paths.account + "/sessions/revoke-all", account.revoke_all, "revoke_all")
     route("POST", paths.account + "/password", account.change_password, "password")
+    route("GET", paths.confirm, confirm.page, "confirm")
+    route("POST", paths.confirm, confirm.with_password, "confirm")
     route("GET", p + "/api/sessions", account.list_sessions, "sessions")
     route("DELETE", p + "/api/sessions/{session_id}", account.revoke, "revoke")
     route("DELETE", p + "/api/sessions", account.revoke_all, "revoke_all")
     route("POST", p + "/api/password", account.change_password, "password")
+    route("POST", p + "/api/step-up", confirm.with_password, "confirm")
     # Public data: caches may keep the keys a while. Verifiers fetch again on meeting an unknown kid.
     route("GET", paths.jwks, jwks.jwks, "jwks", cache="public, max-age=300", authenticate=False)
     # Probes and scrapers never depend on sessions; /metrics is for operators: keep it off the public proxy.

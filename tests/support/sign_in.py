@@ -46,10 +46,13 @@ async def login_token(client: TestClient, path: str = "/login") -> str:
 
 async def form_login(client: TestClient, name: str | None = "alice", password: str | None = PASSWORD, *,
                      next: str | None = None, headers: dict[str, str] | None = None,
-                     allow_redirects: bool = False, path: str = "/login") -> Any:
+                     allow_redirects: bool = False, path: str = "/login", remember: bool = True) -> Any:
     """Sign in through the login form as a browser does: GET the page, then POST the form with its
-    hidden ``csrf`` field. ``None`` leaves a field out. Returns the POST's response."""
+    hidden ``csrf`` field, "Keep me signed in" ticked unless ``remember`` is false. ``None`` leaves a
+    field out. Returns the POST's response."""
     data = {"csrf": await login_token(client, path)}
+    if remember:
+        data["remember"] = "1"
     for field, value in (("username", name), ("password", password), ("next", next)):
         if value is not None:
             data[field] = value

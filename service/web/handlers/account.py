@@ -16,7 +16,13 @@ from ..pipeline import csrf_token, require_user
 
 def _session_json(info: SessionInfo, current: str) -> dict[str, object]:
     return {"id": info.session_id, "device": info.device, "ip": info.ip,
-            "created": int(info.created), "last_used": int(info.last_used), "current": info.session_id == current}
+            "created": int(info.created), "last_used": int(info.last_used), "current": info.session_id == current,
+            "sign_in": info.sign_in.method, "remembered": info.sign_in.remembered}
+
+
+# How each sign-in method reads on the account page (storage/sessions.py METHODS).
+SIGN_IN_NAMES = {"password": "Password", "passkey": "Passkey", "password+totp": "Password and authenticator code",
+                 "password+recovery": "Password and recovery code"}
 
 
 def _when(seconds: float) -> dict[str, str]:
@@ -32,6 +38,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
             for s in sessions]
     context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done"),
+               "sign_in_names": SIGN_IN_NAMES,
                "min_length": request.app[appkeys.settings].passwords.min_length}
     return aiohttp_jinja2.render_template("account.html", request, context)
 

@@ -26,16 +26,19 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     app = request.app
-    fields = await read_fields(request, "username", "password", "next")
+    fields = await read_fields(request, "username", "password", "next", flags={"remember": True})
     next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
     nonces = app[appkeys.cookies].read_login_nonces(request)
-    request[appkeys.login_attempt] = {"username": fields["username"], "next": next_path,
-                                      "csrf": app[appkeys.csrf].for_login(nonces[-1]) if nonces else ""}
+    request[appkeys.form_page] = appkeys.FormPage("login.html", {
+        "username": fields["username"], "next": next_path, "remember": fields["remember"],
+        "csrf": app[appkeys.csrf].for_login(nonces[-1]) if nonces else ""})
     state = request[appkeys.auth_state]
     # A new sign-in never inherits the old session (fixation). An expired token ends its session only
     # when the same user signs in again: a stolen expired token must not be a way to sign its owner out.
+    # "Keep me signed in": a form's checkbox; a JSON sign-in is remembered unless it says "remember": false.
     previous = state.user
-    issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request))
+    issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request),
+                                                    remember=bool(fields["remember"]))
     if state.expired is not None and state.expired.user_id == issued.claims.user_id:
         previous = state.expired
     if previous is not None:
@@ -46,6 +49,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             "session": issued.claims.session_id,
             "access_expires": issued.claims.expires_at,
             "session_expires": int(issued.refresh_expires),
+            "remembered": issued.remembered,
             "csrf_token": app[appkeys.csrf].for_session(issued.claims.session_id),
         })
     else:
