@@ -99,7 +99,7 @@ class Authenticator:
             self._metrics.login("failure")
             raise CredentialsError()
         rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(user.password_hash) else None
-        issued = await self._start_session(user, client, rehash, method="password", remember=remember)
+        issued = await self.start_session(user, client, rehash, method="password", remember=remember)
         await self.admitted(attempt)
         self._metrics.login("success")
         log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
@@ -123,10 +123,17 @@ class Authenticator:
         """The password checked out: free the attempt's slots in the throttle windows."""
         await self.throttle.succeeded(attempt)
 
-    async def _start_session(self, user: User, client: Client, rehash: str | None, *, method: str,
+    async def start_session(self, user: User, client: Client, rehash: str | None, *, method: str,
                              remember: bool) -> Issued:
-        """The session starts only if the user's credentials are still those just checked: a change of
-        password, a disable or a removal since then fails the sign-in (the generation, sessions.CREATE)."""
+        """Start a session for ``user``, who has just authenticated by ``method`` (a sessions.METHODS
+        name), with ``rehash`` (or None) as their password's new hash.
+
+        It starts only if the user's credentials are still those just checked: a change of password, a
+        disable or a removal since then fails the sign-in (the generation, sessions.CREATE).
+
+        Raises:
+            CredentialsError: the user changed meanwhile.
+        """
         token = self._refresh_tokens.new(user.id, self.sessions.new_id())
         now = self._clock()
         created = await self.sessions.create(token, now=now, device=describe(client.user_agent), ip=client.ip,
