@@ -162,7 +162,7 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
         return  # only the path-scoped refresh cookie rides here, and the hop replays bodies we never read
     state = request[appkeys.auth_state]
     claims = state.user or state.expired
-    if request.path == paths.login:
+    if request.path in paths.pre_session:
         if request.content_type not in _FORMS:
             return  # a JSON body cannot be sent cross-site without a CORS preflight, which we never grant
         presented = await _presented_token(request)
