@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
                          ("remove", "delete the user and end every session")):
         users.add_parser(action, help=text).add_argument("name")
     users.add_parser("list", help="list users")
+    mfa = _Commands(users.add_parser("mfa", help="the user's second factor (TOTP)")
+                    .add_subparsers(dest="mfa_action", required=True), common)
+    mfa.add_parser("reset", help="turn off TOTP and remove the recovery codes (a lost phone); ends every "
+                                 "session").add_argument("name")
     keys = commands.add_parser("keys", help="rotate and prune the JWT signing keys", description=_KEYS_HELP,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = _Commands(keys.add_subparsers(dest="key_action", required=True), common)
