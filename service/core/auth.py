@@ -128,7 +128,7 @@ class Authenticator:
         assert self.mfa is not None
         pending = secrets.token_urlsafe(32)
         await self.mfa.hold(pending_digest(pending), PendingLogin(user.id, user.generation, remember),
-                            nonce=pending_digest(nonce) if nonce else "")
+                            nonce=pending_digest(nonce) if nonce else "", now=self._clock())
         log.info("login_code_required", extra={"event": "login_code_required", "user": user.id})
         return SecondFactorRequired(pending, self._clock() + PENDING_TTL)
 

@@ -160,7 +160,7 @@ class Totp:
             CredentialsError: the same answer for a wrong code and an unknown, expired or used-up sign-in.
         """
         digest = pending_digest(pending[:100])
-        waiting = await self._store.take(digest, [pending_digest(nonce) for nonce in nonces] + [""])
+        waiting = await self._store.take(digest, [pending_digest(nonce) for nonce in nonces] + [""], now=self._clock())
         user = await self._auth.users.get(waiting.user_id) if waiting else None
         if waiting is None or user is None:
             self._metrics.factor("totp", "failure")
@@ -190,7 +190,7 @@ class Totp:
 
     async def _check(self, user_id: str, code: str) -> str | None:
         typed = "".join(code[:64].split()).replace("-", "").lower()
-        if typed.isdigit() and len(typed) == 6:
+        if typed.isascii() and typed.isdigit() and len(typed) == 6:
             enrolment = await self._store.get(user_id)
             secret = self._unseal(user_id, enrolment.secret) if enrolment.secret else None
             step = self._step_of(secret, typed) if secret else None
@@ -213,6 +213,8 @@ class Totp:
         now = int(self._clock() // STEP)
         otp = pyotp.TOTP(secret)
         typed = "".join(code[:64].split())
+        if not (typed.isascii() and typed.isdigit()):  # compare_digest takes ASCII only; "１２３" is digits too
+            return None
         found = None
         for step in range(now - DRIFT, now + DRIFT + 1):
             if hmac.compare_digest(otp.generate_otp(step), typed):

@@ -61,22 +61,27 @@ return 1
 
 # HOLD: a pending sign-in, whole and with its lifetime in one step (never one that outlives PENDING_TTL).
 # KEYS[1] the pending sign-in; ARGV[1] user, ARGV[2] generation, ARGV[3] remember, ARGV[4] nonce digest,
-# ARGV[5] tries, ARGV[6] ttl ms
+# ARGV[5] tries, ARGV[6] ttl ms, ARGV[7] now ms (the service's clock decides; the TTL collects garbage)
 HOLD = """
-redis.call('HSET', KEYS[1], 'user', ARGV[1], 'gen', ARGV[2], 'remember', ARGV[3], 'nonce', ARGV[4], 'tries', ARGV[5])
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'gen', ARGV[2], 'remember', ARGV[3], 'nonce', ARGV[4], 'tries', ARGV[5],
+           'until', tonumber(ARGV[7]) + tonumber(ARGV[6]))
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 """
 
 # TAKE_PENDING: one code attempt of a pending sign-in bound to one of the request's login nonces.
-# KEYS[1] the pending sign-in; ARGV[1..] the digests of the login nonces the request carries.
+# KEYS[1] the pending sign-in; ARGV[1] now ms, ARGV[2..] the digests of the login nonces the request carries.
 # Returns {user, generation, remember} and counts the attempt (the last one deletes it), or false
 # if there is no such sign-in (unknown, expired, used up) or it is bound to another nonce.
 TAKE_PENDING = """
-local pending = redis.call('HMGET', KEYS[1], 'user', 'gen', 'remember', 'nonce', 'tries')
+local pending = redis.call('HMGET', KEYS[1], 'user', 'gen', 'remember', 'nonce', 'tries', 'until')
 if not pending[1] then return false end
+if tonumber(ARGV[1]) > tonumber(pending[6]) then
+  redis.call('DEL', KEYS[1])
+  return false
+end
 local bound = false
-for n = 1, #ARGV do if ARGV[n] == pending[4] then bound = true end end
+for n = 2, #ARGV do if ARGV[n] == pending[4] then bound = true end end
 if not bound then return false end
 if tonumber(pending[5]) <= 1 then redis.call('DEL', KEYS[1])
 else redis.call('HINCRBY', KEYS[1], 'tries', -1) end
@@ -164,17 +169,17 @@ class MfaStore:
             await self._redis.delete(key)
         return was_on
 
-    async def hold(self, digest: str, pending: PendingLogin, *, nonce: str) -> None:
+    async def hold(self, digest: str, pending: PendingLogin, *, nonce: str, now: float) -> None:
         """Keep a sign-in whose password was right until its code comes, bound to the login nonce."""
         args: list[Any] = [pending.user_id, pending.generation, "1" if pending.remember else "0", nonce,
-                           PENDING_TRIES, PENDING_TTL * 1000]
+                           PENDING_TRIES, PENDING_TTL * 1000, _ms(now)]
         with translated():
             await self._hold(keys=[self._keys.pending_login(digest)], args=args)
 
-    async def take(self, digest: str, nonces: list[str]) -> PendingLogin | None:
+    async def take(self, digest: str, nonces: list[str], *, now: float) -> PendingLogin | None:
         """One code attempt of the pending sign-in; None if there is none bound to these nonces."""
         with translated():
-            reply = await self._take_pending(keys=[self._keys.pending_login(digest)], args=nonces)
+            reply = await self._take_pending(keys=[self._keys.pending_login(digest)], args=[_ms(now), *nonces])
         if not reply:
             return None
         return PendingLogin(text(reply[0]), text(reply[1]), reply[2] == b"1")
