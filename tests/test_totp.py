@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyotp
 
 from tests.support.cookies import cookie
+from tests.support.metrics import scrape, value
 from tests.support.sign_in import NAVIGATE, PASSWORD, csrf_token, hidden_field, login, login_token
 from tests.support.totp import JSON, enrol, password_step
 
@@ -169,3 +170,19 @@ async def test_turning_it_off_needs_a_code(client, make_user, clock, another_cli
     assert (await client.post("/api/totp/disable", json={"code": app.next_code()}, headers=headers)).status == 204
     fresh = await another_client(client, cookies=[])
     assert (await fresh.post("/login", json={"username": "alice", "password": PASSWORD})).status == 200
+
+
+async def test_each_factor_event_is_counted(client, make_user, clock, another_client):
+    await make_user()
+    await login(client)
+    app = await enrol(client, clock)
+    fresh = await another_client(client, cookies=[])
+    used = app.code()
+    pending = await password_step(fresh)
+    await fresh.post("/login/code", json={"pending": pending, "code": used})  # a replay
+    await fresh.post("/login/code", json={"pending": pending, "code": app.recovery_codes[0]})
+    samples = await scrape(client)
+    counted = {outcome: value(samples, "session_factor_events_total", factor=factor, outcome=outcome)
+               for factor, outcome in (("totp", "enrolled"), ("totp", "replay"), ("totp", "failure"),
+                                       ("recovery", "success"), ("recovery", "generated"))}
+    assert counted == {"enrolled": 1, "replay": 1, "failure": 1, "success": 1, "generated": 1}
