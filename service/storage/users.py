@@ -77,6 +77,12 @@ def password_field(password_hash: str) -> dict[str, str]:
     return {_HASH: password_hash}
 
 
+def passkeys_field(now: float) -> dict[str, str]:
+    """The user-record field a change of passkeys writes: with it, the step that ends sessions also bumps
+    the credential generation, so a sign-in verified against a passkey just removed starts no session."""
+    return {"passkeys_changed": repr(now)}
+
+
 def disabled_field(disabled: bool) -> dict[str, str]:
     """The user-record field that stops (or allows) sign-in and refresh."""
     return {_DISABLED: "1" if disabled else "0"}

@@ -19,6 +19,7 @@ from ..core.access_tokens import TokenCodec
 from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
+from ..core.passkeys import Passkeys
 from ..core.passwords import Passwords
 from ..core.refresh_tokens import RefreshTokens
 from ..core.revocations import RevocationView
@@ -29,6 +30,7 @@ from ..settings import Settings
 from ..storage.channel import RevocationChannel
 from ..storage.client import KeySpace, Redis, connect
 from ..storage.embedded import EmbeddedRedis
+from ..storage.passkeys import PasskeyStore
 from ..storage.schema import SchemaGate
 from ..storage.sessions import SessionStore
 from ..storage.throttle import LoginThrottle
@@ -64,6 +66,12 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
         step_up_window=settings.sessions.step_up_window,
         metrics=metrics,
     )
+
+
+def build_passkeys(settings: Settings, redis: Redis, auth: Authenticator, clock: Clock, *,
+                   metrics: Counts | None = None) -> Passkeys:
+    """The passkey ceremonies, wired: the web app's and the CLI's."""
+    return Passkeys(auth, PasskeyStore(redis, KeySpace(settings.redis.key_prefix)), settings, clock, metrics=metrics)
 
 
 def prepare_keys(settings: Settings) -> None:
@@ -108,6 +116,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.settings] = settings
     app[appkeys.authenticator] = auth
     app[appkeys.accounts] = Accounts(auth)
+    app[appkeys.passkeys] = build_passkeys(settings, redis, auth, clock, metrics=metrics)
     app[appkeys.cookies] = cookies
     app[appkeys.csrf] = csrf
     app[appkeys.metrics] = metrics

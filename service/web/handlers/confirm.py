@@ -39,4 +39,6 @@ def stepped_up(request: web.Request, issued: Issued, next_path: str) -> web.Stre
 
 
 async def _context(request: web.Request, next_path: str) -> dict[str, object]:
-    return {"user": require_user(request), "csrf": csrf_token(request), "next": next_path}
+    user = require_user(request)
+    has_passkeys = bool(await request.app[appkeys.passkeys].of_user(user.user_id))
+    return {"user": user, "csrf": csrf_token(request), "next": next_path, "has_passkeys": has_passkeys}
