@@ -128,6 +128,7 @@ async def test_autofill_offers_the_passkey_in_the_username_field(chromium, passk
 
 async def test_a_removed_passkey_no_longer_signs_in(chromium, passkey_service):
     page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
     await sign_in_with_password(page, passkey_service)
     await page.goto(passkey_service.url("/account"))
     async with page.expect_navigation():
