@@ -15,6 +15,8 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from service.settings import Settings
+from service.web import appkeys
+from tests.support.metrics import scrape, value
 from tests.support.ports import free_port
 from tests.support.sign_in import PASSWORD
 from tests.support.webauthn import (
@@ -152,3 +154,106 @@ async def test_the_password_form_still_works_without_javascript(chromium, passke
     assert await page.get_attribute("#username", "autocomplete") == "username webauthn"
     await sign_in_with_password(page, passkey_service)
     assert page.url == passkey_service.url("/")
+
+
+async def sign_in_by_button(page: Page, service: PasskeyService) -> None:
+    await page.goto(service.url("/login"))
+    async with page.expect_navigation(url=service.url("/")):
+        await page.click("#passkey-signin button")
+    await page.context.clear_cookies()
+
+
+async def refused_by_button(page: Page, service: PasskeyService) -> str:
+    await page.goto(service.url("/login"))
+    await page.click("#passkey-signin button")
+    error = page.locator("#passkey-signin [data-passkey-error]")
+    await error.wait_for(state="visible")
+    assert await who(page, service) is None
+    return await error.inner_text()
+
+
+async def test_a_cloned_authenticator_is_refused_logged_and_counted(chromium, passkey_service, caplog):
+    """WebAuthn §6.1.1: a counter that goes back means two authenticators hold one private key."""
+    page, original = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    for _ in range(2):
+        await sign_in_by_button(page, passkey_service)
+    [credential] = await original.credentials()
+    assert credential["signCount"] >= 2
+    clone_page = await new_page(chromium)
+    await without_autofill(clone_page)
+    clone = await virtual_authenticator(clone_page)
+    await clone.add({**credential, "signCount": 0})
+    caplog.set_level(logging.INFO, logger="service.security")
+    assert "could not be used" in await refused_by_button(clone_page, passkey_service)
+    regressions = [r for r in caplog.records if getattr(r, "event", None) == "passkey_counter_regression"]
+    assert len(regressions) == 1 and regressions[0].user == (await who_is("alice", passkey_service))
+    async with aiohttp.ClientSession() as http:
+        samples = await scrape(http, passkey_service.url("/metrics"))
+    assert value(samples, "session_factor_events_total", factor="passkey", outcome="counter_regression") == 1
+    # The original, whose counter is ahead of the stored one, still signs in.
+    await sign_in_by_button(page, passkey_service)
+
+
+async def who_is(name: str, service: PasskeyService) -> str:
+    return str((await service.app[appkeys.authenticator].users.by_name(name)).id)
+
+
+@dataclasses.dataclass
+class Verdict:
+    status: int
+    body: Any
+
+
+async def assertion_for(page: Page, options: Any) -> Any:
+    """The page's authenticator answers ``options`` (obtained from any service) in the page's origin."""
+    return await page.evaluate(ASSERT, [options])
+
+
+async def post_assertion(http: aiohttp.ClientSession, service: PasskeyService, credential: Any) -> Verdict:
+    async with http.post(service.url("/login/passkey"), json={"credential": credential}) as response:
+        return Verdict(response.status, await response.json())
+
+
+@pytest.mark.parametrize(("rp_id", "origin_port", "accepted"), [
+    ("localhost", "page", True),  # the control: the same steps with the right settings sign in
+    ("other.localhost", "page", False),  # an assertion for RP localhost, at a service of another RP ID
+    ("localhost", "other", False),  # clientDataJSON names an origin the service does not serve
+])
+async def test_a_service_of_another_rp_id_or_origin_refuses_the_assertion(
+        chromium, passkey_service, aiohttp_server, make_settings, clock, rp_id, origin_port, accepted):
+    """A second service on the same Redis (so it knows alice's passkey): it issues the challenge, the
+    page on the first service's origin signs it, and the second checks RP ID and origin itself."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await page.goto(passkey_service.url("/login"))
+    port = free_port()
+    origin = passkey_service.base if origin_port == "page" else f"http://localhost:{port}"
+    # Built past validation on purpose: an RP ID that is not the origin's suffix is an operator mistake
+    # that startup refuses, and the check at verification must hold even then.
+    base: Settings = make_settings()
+    second = dataclasses.replace(base, passkeys=dataclasses.replace(base.passkeys, rp_id=rp_id, origins=origin))
+    other = await serve_passkeys(aiohttp_server, make_settings, clock, port=port, settings=second)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(treat_as_secure_origin=[other.base])) as http:
+        async with http.post(other.url("/login/passkey/options"), json={}) as response:
+            options = await response.json()
+        options["rpId"] = "localhost"  # what the page's origin allows; the RP ID hash then differs
+        verdict = await post_assertion(http, other, await assertion_for(page, options))
+    if accepted:
+        assert verdict.status == 200 and verdict.body["user"]["name"] == "alice", verdict
+    else:
+        assert verdict.status == 401 and verdict.body["error"] == "invalid_credentials", verdict
+
+
+async def test_a_replayed_assertion_is_refused(chromium, passkey_service):
+    """The challenge is single-use: the same signed answer posted twice signs in once."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await page.goto(passkey_service.url("/login"))
+    credential = await page.evaluate(OWN_ASSERTION, [passkey_service.url("/login/passkey/options")])
+    first = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": credential}])
+    assert first["status"] == 200, first
+    await page.context.clear_cookies()
+    await page.goto(passkey_service.url("/login"))
+    again = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": credential}])
+    assert again["status"] == 401 and again["body"]["error"] == "invalid_credentials", again
