@@ -23,22 +23,22 @@ EVIL = "https://evil.example"
 
 
 @pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
+async def attack_browser() -> AsyncIterator[Browser]:
     async with launched_chromium() as browser:
         yield browser
 
 
 @pytest.fixture
-async def passkey_service(aiohttp_server, make_settings, clock, make_user) -> PasskeyService:
+async def two_users(aiohttp_server, make_settings, clock, make_user) -> PasskeyService:
     service = await serve_passkeys(aiohttp_server, make_settings, clock)
     await make_user("alice")
     await make_user("mallory")
     return service
 
 
-async def with_passkey(chromium: Browser, service: PasskeyService, name: str) -> Page:
+async def with_passkey(attack_browser: Browser, service: PasskeyService, name: str) -> Page:
     """A page signed in as ``name`` whose virtual authenticator holds ``name``'s new passkey."""
-    context = await chromium.new_context()
+    context = await attack_browser.new_context()
     context.set_default_timeout(10_000)
     page = await context.new_page()
     await page.add_init_script("PublicKeyCredential.isConditionalMediationAvailable = async () => false;")
@@ -58,38 +58,38 @@ async def post(page: Page, url: str, body: Any) -> dict[str, Any]:
     return await page.evaluate(POST_JSON, [url, body])  # type: ignore[no-any-return]
 
 
-async def test_mallorys_passkey_cannot_confirm_alices_step_up(chromium, passkey_service, caplog):
+async def test_mallorys_passkey_cannot_confirm_alices_step_up(attack_browser, two_users, caplog):
     """Alice's step-up challenge, signed by mallory's authenticator (discoverable: no allowCredentials),
     posted in alice's session: refused, and alice's auth time does not move."""
-    alice = await with_passkey(chromium, passkey_service, "alice")
-    mallory = await with_passkey(chromium, passkey_service, "mallory")
-    await alice.goto(passkey_service.url("/account"))
-    options = (await post(alice, passkey_service.url("/account/confirm/passkey/options"), {}))["body"]
+    alice = await with_passkey(attack_browser, two_users, "alice")
+    mallory = await with_passkey(attack_browser, two_users, "mallory")
+    await alice.goto(two_users.url("/account"))
+    options = (await post(alice, two_users.url("/account/confirm/passkey/options"), {}))["body"]
     assert len(options["allowCredentials"]) == 1  # alice's own passkey only
-    await mallory.goto(passkey_service.url("/account"))
+    await mallory.goto(two_users.url("/account"))
     signed = await mallory.evaluate(ASSERT, [{**options, "allowCredentials": []}])
     caplog.set_level(logging.INFO, logger="service.security")
-    verdict = await post(alice, passkey_service.url("/account/confirm/passkey"), {"credential": signed})
+    verdict = await post(alice, two_users.url("/account/confirm/passkey"), {"credential": signed})
     assert verdict["status"] == 400 and verdict["body"]["error"] == "invalid_input", verdict
     assert not [r for r in caplog.records if getattr(r, "event", None) == "step_up"]
     # Alice's own passkey, for a fresh challenge, does confirm.
-    options = (await post(alice, passkey_service.url("/account/confirm/passkey/options"), {}))["body"]
+    options = (await post(alice, two_users.url("/account/confirm/passkey/options"), {}))["body"]
     own = await alice.evaluate(ASSERT, [options])
-    assert (await post(alice, passkey_service.url("/account/confirm/passkey"), {"credential": own}))["status"] == 200
+    assert (await post(alice, two_users.url("/account/confirm/passkey"), {"credential": own}))["status"] == 200
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-async def test_an_unknown_credential_and_a_bad_signature_get_the_same_answer(chromium, passkey_service):
+async def test_an_unknown_credential_and_a_bad_signature_get_the_same_answer(attack_browser, two_users):
     """No enumeration: whether the id is registered or the signature is wrong, the answer is the same."""
-    page = await with_passkey(chromium, passkey_service, "alice")
+    page = await with_passkey(attack_browser, two_users, "alice")
     await page.context.clear_cookies()
-    await page.goto(passkey_service.url("/login"))
+    await page.goto(two_users.url("/login"))
     answers = []
     for tamper in ("unknown credential", "bad signature", "another user handle"):
-        options = (await post(page, passkey_service.url("/login/passkey/options"), {}))["body"]
+        options = (await post(page, two_users.url("/login/passkey/options"), {}))["body"]
         credential = await page.evaluate(ASSERT, [options])
         if tamper == "unknown credential":
             credential["id"] = credential["rawId"] = _b64(secrets.token_bytes(32))
@@ -99,7 +99,7 @@ async def test_an_unknown_credential_and_a_bad_signature_get_the_same_answer(chr
             credential["response"]["signature"] = _b64(bytes(signature))
         else:
             credential["response"]["userHandle"] = _b64(b"someone-else")
-        verdict = await post(page, passkey_service.url("/login/passkey"), {"credential": credential})
+        verdict = await post(page, two_users.url("/login/passkey"), {"credential": credential})
         answers.append((verdict["status"], verdict["body"]))
     assert answers[0][0] == 401 and answers[0][1]["error"] == "invalid_credentials"
     assert answers[0] == answers[1] == answers[2]
@@ -114,7 +114,7 @@ CREDENTIAL_ID = _b64(b"x" * 32)
 
 
 @pytest.fixture
-async def alice(client, make_user):
+async def signed_in_alice(client, make_user):
     await make_user("alice")
     signed = await login(client)
     return signed
@@ -122,16 +122,16 @@ async def alice(client, make_user):
 
 @pytest.mark.parametrize(("method", "path"), SIGNED_IN_ROUTES + LOGIN_ROUTES)
 @pytest.mark.parametrize("signal", [{"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}])
-async def test_a_cross_site_request_to_a_passkey_route_is_refused(client, alice, method, path, signal):
+async def test_a_cross_site_request_to_a_passkey_route_is_refused(client, signed_in_alice, method, path, signal):
     """With the victim's right token: only Origin / Sec-Fetch-Site can stop it."""
-    headers = {**signal, "X-CSRF-Token": alice["csrf_token"], "Accept": "application/json"}
+    headers = {**signal, "X-CSRF-Token": signed_in_alice["csrf_token"], "Accept": "application/json"}
     response = await client.request(method, path.format(id=CREDENTIAL_ID), json={}, headers=headers)
     assert response.status == 403 and (await response.json())["error"] == "csrf"
 
 
 @pytest.mark.parametrize(("method", "path"), SIGNED_IN_ROUTES)
 @pytest.mark.parametrize("token", [None, "wrong"])
-async def test_a_signed_in_passkey_route_needs_the_sessions_token(client, alice, method, path, token):
+async def test_a_signed_in_passkey_route_needs_the_sessions_token(client, signed_in_alice, method, path, token):
     headers = {"Accept": "application/json", **({"X-CSRF-Token": token} if token else {})}
     response = await client.request(method, path.format(id=CREDENTIAL_ID), json={}, headers=headers)
     assert response.status == 403 and (await response.json())["error"] == "csrf"
@@ -149,8 +149,8 @@ async def test_a_passkey_sign_in_is_json_only(client, make_user, method, path, c
     assert response.status == 403
 
 
-async def test_the_passkey_routes_answer_their_own_page_with_the_right_token(client, alice):
-    headers = {"X-CSRF-Token": alice["csrf_token"], "Accept": "application/json"}
+async def test_the_passkey_routes_answer_their_own_page_with_the_right_token(client, signed_in_alice):
+    headers = {"X-CSRF-Token": signed_in_alice["csrf_token"], "Accept": "application/json"}
     response = await client.post("/account/passkeys/options", json={}, headers=headers)
     assert response.status == 200 and (await response.json())["authenticatorSelection"]["residentKey"] == "required"
     response = await client.get("/api/passkeys")
@@ -178,8 +178,8 @@ MALFORMED_ROUTES = ["/login/passkey", "/account/passkeys", "/account/confirm/pas
 
 
 @pytest.mark.parametrize("path", MALFORMED_ROUTES)
-async def test_malformed_webauthn_json_is_a_4xx_never_a_5xx(client, alice, path, caplog):
-    headers = {"X-CSRF-Token": alice["csrf_token"], "Accept": "application/json", "Content-Type": "application/json"}
+async def test_malformed_webauthn_json_is_a_4xx_never_a_5xx(client, signed_in_alice, path, caplog):
+    headers = {"X-CSRF-Token": signed_in_alice["csrf_token"], "Accept": "application/json", "Content-Type": "application/json"}
     await client.post(path + "/options", json={}, headers=headers)  # a live challenge to verify against
     bodies = [json.dumps({"credential": credential, "name": "n"}).encode() for credential in BAD_CREDENTIALS]
     for body in bodies + RAW_BODIES:
@@ -204,8 +204,8 @@ CREDENTIALS = st.fixed_dictionaries({"id": st.just(CREDENTIAL_ID), "rawId": st.j
 @given(credential=CREDENTIALS)
 @hypothesis_settings(max_examples=60, derandomize=True, deadline=None, database=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
-async def test_no_credential_shape_gets_a_5xx(client, alice, credential):
-    headers = {"X-CSRF-Token": alice["csrf_token"], "Accept": "application/json"}
+async def test_no_credential_shape_gets_a_5xx(client, signed_in_alice, credential):
+    headers = {"X-CSRF-Token": signed_in_alice["csrf_token"], "Accept": "application/json"}
     for path in MALFORMED_ROUTES:
         response = await client.post(path, json={"credential": credential}, headers=headers)
         assert 400 <= response.status < 500, (path, credential, response.status)
