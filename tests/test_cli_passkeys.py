@@ -57,3 +57,13 @@ def test_unknown_users_and_passkeys_are_one_line_errors(cli: Cli) -> None:
     for args in (("list", "bob"), ("remove", "alice", "nope"), ("remove", "bob", "nope")):
         result = cli("users", "passkeys", *args)
         assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+async def test_removing_a_user_removes_their_passkeys(cli: Cli) -> None:
+    assert cli.add("alice").returncode == 0
+    async with store(cli) as (auth, passkeys):
+        alice = await auth.users.by_name("alice")
+        assert await passkeys.add(alice.id, PASSKEY)
+    assert cli("users", "remove", "alice").returncode == 0
+    async with store(cli) as (auth, passkeys):
+        assert await passkeys.owner(PASSKEY.id) is None and await passkeys.of_user(alice.id) == []

@@ -10,6 +10,7 @@ challenge, an unknown credential, a bad signature, a cloned authenticator — it
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -72,7 +73,7 @@ class Passkeys:
         """The options (JSON) for ``navigator.credentials.get``: no allowCredentials, so any passkey
         of this site will do, and the user is verified (a passkey is the only factor)."""
         challenge = secrets.token_bytes(32)
-        await self._store.issue(self._store.login_key(nonce), challenge, self._ttl)
+        await self._store.issue(self._store.login_key(nonce, bytes_to_base64url(challenge)), challenge, self._ttl)
         options = webauthn.generate_authentication_options(
             rp_id=self._rp_id, challenge=challenge, timeout=self._timeout_ms,
             user_verification=UserVerificationRequirement.REQUIRED)
@@ -84,7 +85,8 @@ class Passkeys:
         Raises:
             PasskeyRefused: for every cause alike (see the module docstring).
         """
-        challenge = await self._store.take(self._store.login_key(nonce)) if nonce else None
+        claimed = _claimed_challenge(credential)
+        challenge = await self._store.take(self._store.login_key(nonce, claimed)) if nonce and claimed else None
         credential_id = _credential_id(credential)
         owner = await self._store.owner(credential_id) if credential_id else None
         user = await self._auth.users.get(owner) if owner else None
@@ -146,7 +148,7 @@ class Passkeys:
         """
         self._auth.require_recent(claims)
         challenge = secrets.token_bytes(32)
-        await self._store.issue(self._store.session_key(claims.user_id, claims.session_id, "register"), challenge,
+        await self._store.issue(self._session_key(claims, "register", bytes_to_base64url(challenge)), challenge,
                                 self._ttl)
         options = webauthn.generate_registration_options(
             rp_id=self._rp_id, rp_name=self._rp_name, user_name=claims.username, user_id=user_handle(claims.user_id),
@@ -168,7 +170,7 @@ class Passkeys:
         """
         self._auth.require_recent(claims)
         name = _checked_name(name)
-        challenge = await self._store.take(self._store.session_key(claims.user_id, claims.session_id, "register"))
+        challenge = await self._take(claims, "register", credential)
         try:
             if challenge is None:
                 raise ValueError("no challenge")
@@ -231,7 +233,7 @@ class Passkeys:
         if not passkeys:
             raise InvalidInput("You have no passkey yet.")
         challenge = secrets.token_bytes(32)
-        await self._store.issue(self._store.session_key(claims.user_id, claims.session_id, "step_up"), challenge,
+        await self._store.issue(self._session_key(claims, "step_up", bytes_to_base64url(challenge)), challenge,
                                 self._ttl)
         options = webauthn.generate_authentication_options(
             rp_id=self._rp_id, challenge=challenge, timeout=self._timeout_ms, allow_credentials=_descriptors(passkeys),
@@ -246,7 +248,7 @@ class Passkeys:
             InvalidInput: for every cause alike.
             AuthenticationRequired: the session ended meanwhile.
         """
-        challenge = await self._store.take(self._store.session_key(claims.user_id, claims.session_id, "step_up"))
+        challenge = await self._take(claims, "step_up", credential)
         credential_id = _credential_id(credential)
         passkey = await self._store.get(claims.user_id, credential_id) if credential_id else None
         problem = "step_up"
@@ -258,6 +260,14 @@ class Passkeys:
             raise InvalidInput(_STEP_UP_FAILED)
         return await self._auth.stepped_up(claims, "passkey")
 
+    def _session_key(self, claims: AccessClaims, purpose: str, challenge: str) -> str:
+        return self._store.session_key(claims.user_id, claims.session_id, purpose, challenge)
+
+    async def _take(self, claims: AccessClaims, purpose: str, credential: Mapping[str, Any]) -> bytes | None:
+        """The session's challenge that the answer claims to sign, gone once read (a replay finds none)."""
+        claimed = _claimed_challenge(credential)
+        return await self._store.take(self._session_key(claims, purpose, claimed)) if claimed else None
+
     @property
     def _timeout_ms(self) -> int:
         return int(self._ttl * 1000)
@@ -267,6 +277,20 @@ def _credential_id(credential: Mapping[str, Any]) -> str:
     """The credential's id if it has the form of one, else ''."""
     value = credential.get("id")
     return value if isinstance(value, str) and _CREDENTIAL_ID.fullmatch(value) else ""
+
+
+def _claimed_challenge(credential: Mapping[str, Any]) -> str:
+    """The challenge (base64url) the answer's clientDataJSON names, to find it in Redis; '' if none.
+    Only a lookup key: the library checks it again against the stored one, with everything else."""
+    response = credential.get("response")
+    data = response.get("clientDataJSON") if isinstance(response, Mapping) else None
+    if not isinstance(data, str) or len(data) > 8192:
+        return ""
+    try:
+        challenge = json.loads(webauthn.base64url_to_bytes(data)).get("challenge")
+    except (ValueError, TypeError, AttributeError, RecursionError):  # binascii.Error is a ValueError
+        return ""
+    return challenge if isinstance(challenge, str) and 0 < len(challenge) <= 128 else ""
 
 
 def _handle_matches(credential: Mapping[str, Any], user_id: str) -> bool:

@@ -201,13 +201,13 @@ class KeySpace:
         """Which user a credential id belongs to, for usernameless sign-in; its own hash tag."""
         return f"{self.prefix}pk:{{{credential_digest}}}"
 
-    def session_challenge(self, user_id: str, session_id: str, purpose: str) -> str:
+    def session_challenge(self, user_id: str, session_id: str, purpose: str, challenge_digest: str) -> str:
         """A WebAuthn challenge bound to one session (``register`` or ``step_up``), single-use."""
-        return f"{self.prefix}u:{{{user_id}}}:pkc:{purpose}:{session_id}"
+        return f"{self.prefix}u:{{{user_id}}}:pkc:{purpose}:{session_id}:{challenge_digest}"
 
-    def login_challenge(self, nonce_digest: str) -> str:
+    def login_challenge(self, nonce_digest: str, challenge_digest: str) -> str:
         """A WebAuthn sign-in challenge bound to the login nonce cookie (pre-session), single-use."""
-        return f"{self.prefix}pkc:{{{nonce_digest}}}"
+        return f"{self.prefix}pkc:{{{nonce_digest}}}:{challenge_digest}"
 
     def username(self, normalized: str) -> str:
         return f"{self.prefix}name:{normalized}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from .client import KeySpace, Redis, text, translated
@@ -131,11 +130,6 @@ class PasskeyStore:
             return int(await self._use(keys=[self._keys.user_passkeys(user_id)],
                                        args=[credential_id, count, repr(now), "1" if backed_up else "0"]))
 
-    async def rename(self, user_id: str, passkey: Passkey, name: str) -> None:
-        with translated():
-            await self._redis.hset(self._keys.user_passkeys(user_id), passkey.id,
-                                   dataclasses.replace(passkey, name=name).record())
-
     async def remove(self, user_id: str, credential_id: str) -> bool:
         """Forget one of the user's passkeys; True if it was theirs."""
         index = self._keys.passkey_owner(_digest(credential_id))
@@ -151,6 +145,7 @@ class PasskeyStore:
             await self.remove(user_id, passkey.id)
 
     async def issue(self, key: str, challenge: bytes, ttl: float) -> None:
+        """Store ``challenge`` under ``key`` (from :meth:`login_key` or :meth:`session_key`) for ``ttl`` s."""
         with translated():
             await self._redis.set(key, challenge, px=max(1, int(ttl * 1000)))
 
@@ -160,12 +155,10 @@ class PasskeyStore:
             value = await self._redis.getdel(key)
         return value.encode() if isinstance(value, str) else value
 
-    def login_key(self, nonce: str) -> str:
-        return self._keys.login_challenge(_digest(nonce))
+    def login_key(self, nonce: str, challenge: str) -> str:
+        """Where a sign-in challenge (base64url) issued to the holder of login nonce ``nonce`` lives.
+        Keyed by the challenge too, so several ceremonies (tabs, autofill and the button) may be open."""
+        return self._keys.login_challenge(_digest(nonce), _digest(challenge))
 
-    def session_key(self, user_id: str, session_id: str, purpose: str) -> str:
-        return self._keys.session_challenge(user_id, session_id, purpose)
-
-    @staticmethod
-    def known_ids(passkeys: Sequence[Passkey]) -> list[str]:
-        return [passkey.id for passkey in passkeys]
+    def session_key(self, user_id: str, session_id: str, purpose: str, challenge: str) -> str:
+        return self._keys.session_challenge(user_id, session_id, purpose, _digest(challenge))

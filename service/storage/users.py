@@ -18,6 +18,7 @@ import precis_i18n
 
 from ..errors import UserError
 from .client import KeySpace, Redis, text, translated
+from .passkeys import PasskeyStore
 
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 
@@ -150,6 +151,8 @@ class UserStore:
             await self._redis.hset(self._keys.user(user_id), _DISABLED, "1" if disabled else "0")
 
     async def remove(self, user: User) -> None:
+        """Delete the user, their name and their passkeys (whose ids would otherwise still name them)."""
+        await PasskeyStore(self._redis, self._keys).remove_all(user.id)
         with translated():
             await self._redis.delete(self._keys.user(user.id))
             for key in {form for form in (canonical(user.name), normalize(user.name)) if form}:  # either index
