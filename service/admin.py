@@ -25,12 +25,12 @@ from . import sources
 from .clock import system_clock
 from .core import keyring
 from .core.accounts import Accounts
-from .errors import SettingsError, UserError
+from .errors import NotFound, SettingsError, UserError
 from .settings import Duration, Secret, Settings
 from .storage import backup as backups
 from .storage import schema
 from .storage.client import KeySpace, Redis
-from .web.app import build_authenticator, open_redis
+from .web.app import build_authenticator, build_passkeys, open_redis
 
 log = logging.getLogger("service.admin")
 
@@ -172,6 +172,31 @@ _USER_ACTIONS: dict[str, Callable[[Accounts, argparse.Namespace], Awaitable[None
     "add": _add, "passwd": _passwd, "disable": _disable, "enable": _enable, "remove": _remove, "list": _list,
     "mfa": _mfa,
 }
+
+
+async def with_passkeys(settings: Settings, args: argparse.Namespace) -> int:
+    """``users passkeys list NAME`` and ``users passkeys remove NAME ID`` against the service's Redis."""
+    async with _store(settings) as redis:
+        try:
+            await schema.check(redis, KeySpace(settings.redis.key_prefix))
+            auth = build_authenticator(settings, redis, system_clock)
+            passkeys = build_passkeys(settings, redis, auth, system_clock)
+            user = await Accounts(auth).require(args.name)
+            if args.passkey_action == "list":
+                for passkey in await passkeys.of_user(user.id):
+                    used = _utc(passkey.last_used) if passkey.last_used else "never"
+                    print(f"{passkey.id}\t{passkey.name}\tcreated {_utc(passkey.created)}\tlast used {used}\t"
+                          f"{'backed up' if passkey.backed_up else 'not backed up'}")
+                return 0
+            try:
+                ended = await passkeys.remove_for(user, args.id)
+            except NotFound:
+                raise UserError(f"{user.name} has no passkey {args.id!r}") from None
+            print(f"removed passkey {args.id} of {user.name}; {ended} session(s) ended")
+            return 0
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
 
 
 async def clear_throttle(accounts: Accounts, target: str) -> None:

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "throttle":
             return asyncio.run(admin.with_accounts(settings, lambda accounts: admin.clear_throttle(accounts,
                                                                                                args.target)))
+        if args.action == "passkeys":
+            return asyncio.run(admin.with_passkeys(settings, args))
         return asyncio.run(admin.with_accounts(settings, admin.users(args)))
     except SettingsError as exc:
         for error in exc.errors:
@@ -90,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
                     .add_subparsers(dest="mfa_action", required=True), common)
     mfa.add_parser("reset", help="turn off TOTP and remove the recovery codes (a lost phone); ends every "
                                  "session").add_argument("name")
+    passkeys = _Commands(users.add_parser("passkeys", help="a user's passkeys")
+                         .add_subparsers(dest="passkey_action", required=True), common)
+    passkeys.add_parser("list", help="list a user's passkeys: id, name, created, last used").add_argument("name")
+    remove = passkeys.add_parser("remove", help="remove one of a user's passkeys; ends every session of theirs")
+    remove.add_argument("name")
+    remove.add_argument("id", help="the passkey's id, as `users passkeys list` shows it")
     keys = commands.add_parser("keys", help="rotate and prune the JWT signing keys", description=_KEYS_HELP,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = _Commands(keys.add_subparsers(dest="key_action", required=True), common)

@@ -94,6 +94,14 @@ class SecondFactorRequired(ServiceError):
         self.expires = expires
 
 
+class PasskeyRefused(CredentialsError):
+    """A passkey sign-in failed: unknown credential, bad signature, wrong origin or RP, replayed or
+    expired challenge, a cloned authenticator. One message for every cause, like a password's."""
+
+    def __init__(self) -> None:
+        ServiceError.__init__(self, "That passkey could not be used to sign in.")
+
+
 class Throttled(ServiceError):
     """Too many failed sign-ins for this username or from this client; try again in ``retry_after`` s.
 

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
@@ -143,6 +144,20 @@ class UiSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class PasskeySettings:
+    """WebAuthn: the relying party browsers bind passkeys to, and the origins its pages are served from."""
+
+    rp_id: str = "localhost"
+    rp_name: str = ""  # empty: ui.site_name
+    origins: str = "http://localhost:8080"
+    challenge_ttl: Duration = Duration(120)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.origins.split(",") if origin.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -154,6 +169,12 @@ class Settings:
     throttle: ThrottleSettings = ThrottleSettings()
     log: LogSettings = LogSettings()
     ui: UiSettings = UiSettings()
+    passkeys: PasskeySettings = PasskeySettings()
+
+    @property
+    def rp_name(self) -> str:
+        """The name authenticators show for this site: ``passkeys.rp_name``, else ``ui.site_name``."""
+        return self.passkeys.rp_name or self.ui.site_name
 
 
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -284,7 +305,7 @@ def _positives(settings: Settings) -> Iterator[SettingsError]:
                 "sessions.short_absolute_timeout", "sessions.step_up_window", "redis.timeout",
                 "server.max_body", "server.body_timeout", "server.shutdown_timeout", "passwords.time_cost",
                 "passwords.parallelism", "passwords.max_concurrent", "passwords.min_length", "throttle.per_user",
-                "throttle.per_ip", "throttle.window"):
+                "throttle.per_ip", "throttle.window", "passkeys.challenge_ttl"):
         section, name = key.split(".")
         if getattr(getattr(settings, section), name) <= 0:
             yield SettingsError(key, "must be greater than zero")
@@ -352,7 +373,49 @@ def _ui(settings: Settings) -> Iterator[SettingsError]:
             yield SettingsError(f"ui.{key}", f"{directory!r} is not a directory")
 
 
-_CHECKS: tuple[Callable[[Settings], Iterator[SettingsError]], ...] = (_positives, _bounds, _paths, _redis, _ui)
+_RP_ID = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def _passkeys(settings: Settings) -> Iterator[SettingsError]:
+    """SECURITY: WebAuthn §5.1.4.1 — the RP ID is a registrable suffix of every origin's host, and an
+    origin is https (http for localhost only, which browsers treat as a secure context)."""
+    passkeys = settings.passkeys
+    rp_id = passkeys.rp_id
+    if not _RP_ID.match(rp_id) or re.fullmatch(r"[0-9.]+", rp_id):
+        yield SettingsError("passkeys.rp_id", f"{rp_id!r} is not a lower-case host name (an IP address cannot "
+                                              "be a WebAuthn RP ID)")
+        return
+    if len(passkeys.rp_name) > 100 or not passkeys.rp_name.isprintable():
+        yield SettingsError("passkeys.rp_name", "must be at most 100 printable characters")
+    if passkeys.challenge_ttl > 600:
+        yield SettingsError("passkeys.challenge_ttl", "must be at most 10m: it is how long a ceremony may take")
+    if not passkeys.allowed_origins:
+        yield SettingsError("passkeys.origins", "must name at least one origin, such as https://example.com")
+    for origin in passkeys.allowed_origins:
+        problem = _origin_problem(origin, rp_id)
+        if problem:
+            yield SettingsError("passkeys.origins", f"{origin!r} {problem}")
+
+
+def _origin_problem(origin: str, rp_id: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return "is not scheme://host[:port]"
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.path or parts.query or parts.fragment \
+            or parts.username is not None or port == 0 or origin != origin.lower().rstrip("/"):
+        return "is not scheme://host[:port] (lower case, no path)"
+    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1"):
+        return "must be https (http only for localhost)"
+    if host != rp_id and not host.endswith("." + rp_id):
+        return f"is not on passkeys.rp_id {rp_id!r} (its host must be it or end with .{rp_id})"
+    return None
+
+
+_CHECKS: tuple[Callable[[Settings], Iterator[SettingsError]], ...] = (_positives, _bounds, _paths, _redis, _ui,
+                                                                       _passkeys)
 
 
 def _networks(key: str, value: str) -> Iterator[SettingsError]:

@@ -201,6 +201,22 @@ class KeySpace:
         """A sign-in between the right password and its TOTP code (storage/mfa.py); short-lived."""
         return f"{self.prefix}pending:{{{digest}}}"
 
+    def user_passkeys(self, user_id: str) -> str:
+        """A hash of the user's passkeys: credential id (base64url) -> its record (storage/passkeys.py)."""
+        return f"{self.prefix}u:{{{user_id}}}:pk"
+
+    def passkey_owner(self, credential_digest: str) -> str:
+        """Which user a credential id belongs to, for usernameless sign-in; its own hash tag."""
+        return f"{self.prefix}pk:{{{credential_digest}}}"
+
+    def session_challenge(self, user_id: str, session_id: str, purpose: str, challenge_digest: str) -> str:
+        """A WebAuthn challenge bound to one session (``register`` or ``step_up``), single-use."""
+        return f"{self.prefix}u:{{{user_id}}}:pkc:{purpose}:{session_id}:{challenge_digest}"
+
+    def login_challenge(self, nonce_digest: str, challenge_digest: str) -> str:
+        """A WebAuthn sign-in challenge bound to the login nonce cookie (pre-session), single-use."""
+        return f"{self.prefix}pkc:{{{nonce_digest}}}:{challenge_digest}"
+
     def username(self, normalized: str) -> str:
         return f"{self.prefix}name:{normalized}"
 

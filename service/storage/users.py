@@ -18,6 +18,7 @@ import precis_i18n
 
 from ..errors import UserError
 from .client import KeySpace, Redis, text, translated
+from .passkeys import PasskeyStore
 
 _NAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
 
@@ -75,6 +76,12 @@ def password_field(password_hash: str) -> dict[str, str]:
     """The user-record field of a new password, for a step that also ends sessions
     (:meth:`SessionStore.revoke_all`)."""
     return {_HASH: password_hash}
+
+
+def passkeys_field(now: float) -> dict[str, str]:
+    """The user-record field a change of passkeys writes: with it, the step that ends sessions also bumps
+    the credential generation, so a sign-in verified against a passkey just removed starts no session."""
+    return {"passkeys_changed": repr(now)}
 
 
 def disabled_field(disabled: bool) -> dict[str, str]:
@@ -144,6 +151,8 @@ class UserStore:
             await self._redis.hset(self._keys.user(user_id), _DISABLED, "1" if disabled else "0")
 
     async def remove(self, user: User) -> None:
+        """Delete the user, their name and their passkeys (whose ids would otherwise still name them)."""
+        await PasskeyStore(self._redis, self._keys).remove_all(user.id)
         with translated():
             await self._redis.delete(self._keys.user(user.id))
             for key in {form for form in (canonical(user.name), normalize(user.name)) if form}:  # either index

@@ -19,6 +19,7 @@ from ..core.access_tokens import TokenCodec
 from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
+from ..core.passkeys import Passkeys
 from ..core.passwords import Passwords
 from ..core.refresh_tokens import RefreshTokens
 from ..core.revocations import RevocationView
@@ -31,6 +32,7 @@ from ..storage.channel import RevocationChannel
 from ..storage.client import KeySpace, Redis, connect
 from ..storage.embedded import EmbeddedRedis
 from ..storage.mfa import MfaStore
+from ..storage.passkeys import PasskeyStore
 from ..storage.schema import SchemaGate
 from ..storage.sessions import SessionStore
 from ..storage.throttle import LoginThrottle
@@ -77,6 +79,12 @@ def build_totp(settings: Settings, auth: Authenticator, clock: Clock, *, metrics
     return Totp(auth, auth.mfa, key, clock, issuer=settings.ui.site_name, metrics=metrics)
 
 
+def build_passkeys(settings: Settings, redis: Redis, auth: Authenticator, clock: Clock, *,
+                   metrics: Counts | None = None) -> Passkeys:
+    """The passkey ceremonies, wired: the web app's and the CLI's."""
+    return Passkeys(auth, PasskeyStore(redis, KeySpace(settings.redis.key_prefix)), settings, clock, metrics=metrics)
+
+
 def prepare_keys(settings: Settings) -> None:
     """Create every missing secret now, before several workers could race to make their own."""
     keys_dir = settings.storage.keys
@@ -121,6 +129,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.authenticator] = auth
     app[appkeys.accounts] = Accounts(auth)
     app[appkeys.totp] = build_totp(settings, auth, clock, metrics=metrics)
+    app[appkeys.passkeys] = build_passkeys(settings, redis, auth, clock, metrics=metrics)
     app[appkeys.cookies] = cookies
     app[appkeys.csrf] = csrf
     app[appkeys.metrics] = metrics

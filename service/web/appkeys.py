@@ -14,6 +14,7 @@ from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
 from ..core.totp import Totp
+from ..core.passkeys import Passkeys
 from ..metrics import Metrics
 from ..settings import Settings
 from ..storage.client import Redis
@@ -48,6 +49,7 @@ class FormPage(NamedTuple):
 settings = web.AppKey("settings", Settings)
 authenticator = web.AppKey("authenticator", Authenticator)
 accounts = web.AppKey("accounts", Accounts)
+passkeys = web.AppKey("passkeys", Passkeys)
 cookies = web.AppKey("cookies", CookiePolicy)
 csrf = web.AppKey("csrf", CsrfTokens)
 metrics = web.AppKey("metrics", Metrics)

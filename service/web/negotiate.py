@@ -88,6 +88,27 @@ async def read_fields(request: web.BaseRequest, *names: str, flags: Mapping[str,
     return values
 
 
+async def read_object(request: web.BaseRequest) -> dict[str, Any]:
+    """A JSON object body (a WebAuthn ceremony's answer nests objects, which :func:`read_fields` refuses).
+
+    Raises:
+        InvalidInput: the body is not JSON, not an object, or not valid Unicode.
+    """
+    if request.content_type != "application/json":
+        raise InvalidInput("send JSON")
+    try:
+        body: Any = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):  # lone surrogates ("\ud800"), or too deep to write again
+        raise InvalidInput("the body must be valid Unicode text") from None
+    return body
+
+
 def _flag(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else ""

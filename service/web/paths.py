@@ -27,6 +27,10 @@ class Paths:
         self.logout = self.prefix + "/logout"
         self.account = self.prefix + "/account"
         self.confirm = self.account + "/confirm"
+        # Pre-session JSON endpoints of a passkey sign-in: CSRF-checked like the login form (pipeline.py).
+        self.passkey_login = self.login + "/passkey"
+        self.passkey_login_options = self.passkey_login + "/options"
+        self.passkeys = self.account + "/passkeys"
         self.refresh_scope = self.prefix + settings.cookies.refresh_path
         self.refresh = self.refresh_scope + "/refresh"
         self.static = self.prefix + "/static"

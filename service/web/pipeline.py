@@ -162,6 +162,12 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
         return  # only the path-scoped refresh cookie rides here, and the hop replays bodies we never read
     state = request[appkeys.auth_state]
     claims = state.user or state.expired
+    if request.path in (paths.passkey_login, paths.passkey_login_options):
+        # Pre-session, like the login form, but JSON only: a cross-site page cannot send a JSON body
+        # without a CORS preflight, which we never grant; its Origin and Sec-Fetch-Site failed above.
+        if request.content_type != "application/json":
+            raise CsrfRejected("a passkey sign-in sends JSON")
+        return
     if request.path in paths.pre_session:
         if request.content_type not in _FORMS:
             return  # a JSON body cannot be sent cross-site without a CORS preflight, which we never grant

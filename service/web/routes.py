@@ -17,7 +17,7 @@ from aiohttp import web
 from ..errors import MethodNotAllowed, NotFound
 from . import appkeys
 from .appkeys import Handler
-from .handlers import account, api, confirm, jwks, ops, pages, static, totp, verify
+from .handlers import account, api, confirm, jwks, ops, pages, passkeys, static, totp, verify
 from .paths import Paths
 
 
@@ -66,6 +66,15 @@ def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]
     route("POST", p + "/api/totp", totp.enable, "totp")
     route("POST", p + "/api/totp/disable", totp.disable, "totp_disable")
     route("POST", p + "/api/recovery-codes", totp.recovery_codes, "recovery_codes")
+    route("POST", paths.passkey_login_options, passkeys.login_options, "passkey_login")
+    route("POST", paths.passkey_login, passkeys.login, "passkey_login")
+    route("POST", paths.passkeys + "/options", passkeys.registration_options, "passkey_register")
+    route("POST", paths.passkeys, passkeys.register, "passkey_register")
+    route("POST", paths.passkeys + "/{credential_id}/remove", passkeys.remove, "passkey_remove")
+    route("GET", p + "/api/passkeys", passkeys.list_passkeys, "passkeys")
+    route("DELETE", p + "/api/passkeys/{credential_id}", passkeys.remove, "passkey_remove")
+    route("POST", paths.confirm + "/passkey/options", passkeys.step_up_options, "confirm_passkey")
+    route("POST", paths.confirm + "/passkey", passkeys.step_up, "confirm_passkey")
     # Public data: caches may keep the keys a while. Verifiers fetch again on meeting an unknown kid.
     route("GET", paths.jwks, jwks.jwks, "jwks", cache="public, max-age=300", authenticate=False)
     # Probes and scrapers never depend on sessions; /metrics is for operators: keep it off the public proxy.

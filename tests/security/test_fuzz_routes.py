@@ -78,7 +78,15 @@ METHODS = [b"POST"] * 4 + [b"GET"] * 2 + [b"HEAD", b"PUT", b"PATCH", b"DELETE", 
 SUFFIXES = [b""] * 6 + [b"/", b"/..", b"%2e%2e/x", b"%ff", b"//x"]
 CONTENT_TYPES = [None, b"application/json", b"application/x-www-form-urlencoded", b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=XYZ",
                  b"multipart/form-data", b"text/plain", b"application/json; charset=latin-1"]
-FIELDS = ["username", "password", "current", "new", "confirm", "next", "csrf"]
+FIELDS = ["username", "password", "current", "new", "confirm", "next", "csrf", "credential", "name", "remember"]
+# The passkey routes (core/passkeys.py), listed so that the fuzzing of each is asserted, not assumed.
+PASSKEY_ROUTES = {"/login/passkey/options", "/login/passkey", "/account/passkeys/options", "/account/passkeys",
+                  "/account/passkeys/{credential_id}/remove", "/api/passkeys", "/api/passkeys/{credential_id}",
+                  "/account/confirm/passkey/options", "/account/confirm/passkey"}
+
+
+def test_every_passkey_route_is_fuzzed() -> None:
+    assert PASSKEY_ROUTES <= set(TEMPLATES)
 
 
 def path_of(template: str, filler: bytes, suffix: bytes) -> bytes:

@@ -7,6 +7,7 @@
 - ``servers``: the service as a child process, and waiting for children to be ready.
 - ``nginx``: the nginx deployment's config, certificate and second app.
 - ``browser``: Debian's Chromium through Playwright, and the page the browser tests serve.
+- ``webauthn``: virtual authenticators in Chromium, and the service on http://localhost for passkeys.
 - ``binaries``: a missing binary skips locally and fails under ``CI=true``.
 - ``sign_in``: signing in over HTTP as a script or a form would, and the CSRF tokens it yields.
 - ``cookies``: reading, copying and rewriting a client's cookies.

@@ -12,6 +12,7 @@ from ...storage.sessions import SessionInfo
 from .. import appkeys
 from ..negotiate import client, read_fields, wants_html
 from ..pipeline import csrf_token, require_user
+from .passkeys import passkey_json
 
 
 def _session_json(info: SessionInfo, current: str) -> dict[str, object]:
@@ -38,8 +39,11 @@ async def page(request: web.Request) -> web.StreamResponse:
     rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
             for s in sessions]
     mfa = await request.app[appkeys.totp].status(user.user_id)
+    passkeys = [dict(passkey_json(p), created=_when(p.created), last_used=_when(p.last_used) if p.last_used else None)
+                for p in await request.app[appkeys.passkeys].of_user(user.user_id)]
     context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done"),
                "totp": {"on": mfa.secret is not None, "since": _when(mfa.since), "recovery_left": mfa.recovery_left},
+               "passkeys": passkeys,
                "sign_in_names": SIGN_IN_NAMES,
                "min_length": request.app[appkeys.settings].passwords.min_length}
     return aiohttp_jinja2.render_template("account.html", request, context)

@@ -45,4 +45,5 @@ def stepped_up(request: web.Request, issued: Issued, next_path: str) -> web.Stre
 async def _context(request: web.Request, next_path: str) -> dict[str, object]:
     user = require_user(request)
     totp = (await request.app[appkeys.totp].status(user.user_id)).secret is not None
-    return {"user": user, "csrf": csrf_token(request), "next": next_path, "totp": totp}
+    has_passkeys = bool(await request.app[appkeys.passkeys].of_user(user.user_id))
+    return {"user": user, "csrf": csrf_token(request), "next": next_path, "totp": totp, "has_passkeys": has_passkeys}
