@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from .metrics import WORKER_MARK
 from .settings import Settings
-from .storage.embedded import EmbeddedRedis
+from .storage.embedded import EmbeddedRedis, die_with_parent
 from .web.app import prepare_keys
 
 log = logging.getLogger("service")
@@ -64,7 +65,10 @@ async def _keep_running(command: list[str], env: dict[str, str], stopping: async
                         shared: Path) -> None:
     """Run one worker until told to stop, starting it again whenever it dies on its own."""
     while not stopping.is_set():
-        worker = await asyncio.create_subprocess_exec(*command, env=env)
+        # SIGTERMed by the kernel should the supervisor die unannounced (SIGKILL, the OOM killer): no
+        # orphaned worker keeps serving the port without its Redis and metrics directory.
+        worker = await asyncio.create_subprocess_exec(*command, env=env,
+                                                      preexec_fn=functools.partial(die_with_parent, os.getpid()))
         mark = shared / f"{WORKER_MARK}{worker.pid}"
         mark.touch()
         exited = asyncio.create_task(worker.wait())

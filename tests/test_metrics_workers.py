@@ -6,6 +6,7 @@ itself, and the event loop it runs on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import signal
@@ -17,7 +18,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.metrics import Samples, documented, exposed, value
-from tests.support.servers import START_TIMEOUT, ServiceProcess, workers_of
+from tests.support.servers import START_TIMEOUT, ServiceProcess, children_of, workers_of
 from tests.support.sign_in import PASSWORD
 
 REQUESTS = 60
@@ -146,3 +147,35 @@ async def test_a_single_process_reports_itself_and_its_event_loop(service_proces
             service_process.assert_stopped_cleanly(service_process.stop())
         finally:
             service_process.kill()
+
+
+async def test_workers_end_when_their_supervisor_is_killed(service_process: ServiceProcess) -> None:
+    """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its workers: the kernel tells
+    them (PR_SET_PDEATHSIG), and none is left serving the port without its Redis."""
+    service_process.args = ["serve", "--workers", "2"]
+    workers: list[int] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        try:
+            await service_process.start(http)
+            assert service_process.process is not None
+            workers = workers_of(service_process.process.pid)
+            assert len(workers) == 2
+            children = children_of(service_process.process.pid)  # the workers and the embedded Redis
+            service_process.process.kill()
+            service_process.process.wait(timeout=10)
+            deadline = time.monotonic() + 20
+            while any(Path(f"/proc/{pid}").exists() and b"zombie" not in _state(pid) for pid in children):
+                assert time.monotonic() < deadline, f"still running: {children} (workers {workers})"
+                await asyncio.sleep(0.1)  # bounded: they stop within server.shutdown_timeout
+        finally:
+            for pid in workers:  # only if the test failed: they are gone otherwise
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            service_process.kill()
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
