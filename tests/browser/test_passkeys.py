@@ -257,3 +257,37 @@ async def test_a_replayed_assertion_is_refused(chromium, passkey_service):
     await page.goto(passkey_service.url("/login"))
     again = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": credential}])
     assert again["status"] == 401 and again["body"]["error"] == "invalid_credentials", again
+
+
+async def test_the_confirmation_page_accepts_a_passkey_and_goes_back(chromium, passkey_service, clock):
+    """Long after signing in, adding or removing a passkey first asks to confirm it is you, and "Use a
+    passkey" on that page does; the same authenticator then cannot add a second passkey for the same
+    account (excludeCredentials), and the removal goes through."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await sign_in_with_password(page, passkey_service)
+    clock.advance(passkey_service.settings.sessions.step_up_window + 1)
+    await page.goto(passkey_service.url("/account"))
+    async with page.expect_navigation(url="**/account/confirm?next=%2Faccount"):
+        await page.click("#passkey-add button")
+    async with page.expect_navigation(url=passkey_service.url("/account")):
+        await page.click("#passkey-confirm button")
+    await page.click("#passkey-add button")
+    error = page.locator("#passkey-add [data-passkey-error]")
+    await error.wait_for(state="visible")
+    assert await page.locator("ul.passkeys li.factor").count() == 1
+    clock.advance(passkey_service.settings.sessions.step_up_window + 1)
+    async with page.expect_navigation(url="**/account/confirm?next=%2Faccount"):
+        await page.click("ul.passkeys form button")  # the form, without JavaScript's help
+    async with page.expect_navigation(url=passkey_service.url("/account")):
+        await page.click("#passkey-confirm button")
+    async with page.expect_navigation(url=passkey_service.url("/account?done=passkey")):
+        await page.click("ul.passkeys form button")
+    assert await page.locator("ul.passkeys li.factor").count() == 0
+
+
+async def test_a_disabled_user_cannot_sign_in_with_a_passkey(chromium, passkey_service):
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await passkey_service.app[appkeys.accounts].disable("alice")
+    assert "could not be used" in await refused_by_button(page, passkey_service)
