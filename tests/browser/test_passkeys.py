@@ -291,3 +291,18 @@ async def test_a_disabled_user_cannot_sign_in_with_a_passkey(chromium, passkey_s
     await without_autofill(page)
     await passkey_service.app[appkeys.accounts].disable("alice")
     assert "could not be used" in await refused_by_button(page, passkey_service)
+
+
+async def test_two_open_ceremonies_each_keep_their_challenge(chromium, passkey_service):
+    """Autofill's pending request and a click of the button, or two tabs: the later options do not
+    spoil the earlier ones, and each challenge is answered once."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await page.goto(passkey_service.url("/login"))
+    options_url = passkey_service.url("/login/passkey/options")
+    first = (await page.evaluate(POST_JSON, [options_url, {}]))["body"]
+    second = (await page.evaluate(POST_JSON, [options_url, {}]))["body"]
+    assert first["challenge"] != second["challenge"]
+    answer = await page.evaluate(ASSERT, [first])
+    verdict = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": answer}])
+    assert verdict["status"] == 200, verdict
