@@ -67,3 +67,12 @@ async def test_a_challenge_is_read_once_and_expires(store, redis_client):
     assert 0 < await redis_client.pttl(key) <= 60_000
     assert await store.take(key) == b"\x01" * 32
     assert await store.take(key) is None
+
+
+async def test_a_rename_keeps_the_counter_and_touches_only_the_owners_passkey(store):
+    await store.add("alice", PASSKEY)
+    assert await store.use("alice", PASSKEY.id, 9, backed_up=True, now=5.0) == 1
+    assert not await store.rename("mallory", PASSKEY.id, "Mine now")
+    assert await store.rename("alice", PASSKEY.id, "Old phone")
+    kept = await store.get("alice", PASSKEY.id)
+    assert kept is not None and (kept.name, kept.count, kept.last_used) == ("Old phone", 9, 5.0)

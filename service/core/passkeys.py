@@ -188,6 +188,17 @@ class Passkeys:
     async def of_user(self, user_id: str) -> list[Passkey]:
         return await self._store.of_user(user_id)
 
+    async def rename(self, claims: AccessClaims, credential_id: str, name: str) -> None:
+        """Raises:
+            InvalidInput: the name is empty or unusable.
+            NotFound: the user has no passkey of that id.
+        """
+        name = _checked_name(name)
+        if not name:
+            raise InvalidInput("Give the passkey a name.")
+        if not await self._store.rename(claims.user_id, credential_id, name):
+            raise NotFound("There is no such passkey.")
+
     async def remove(self, claims: AccessClaims, credential_id: str) -> int:
         """Remove one of the signed-in user's passkeys; every other session ends, as after a password
         change. Returns how many ended.
