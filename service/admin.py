@@ -162,8 +162,15 @@ async def _list(accounts: Accounts, args: argparse.Namespace) -> None:
         print(f"{user.name}\t{user.id}\t{state}\tcreated {created} UTC\t{account.sessions} session(s)")
 
 
+async def _mfa(accounts: Accounts, args: argparse.Namespace) -> None:
+    user, was_on, ended = await accounts.reset_mfa(args.name)  # args.mfa_action is "reset", the only one
+    state = "two-step sign-in turned off" if was_on else "two-step sign-in was not on"
+    print(f"{state} for {user.name}; {ended} session(s) ended")
+
+
 _USER_ACTIONS: dict[str, Callable[[Accounts, argparse.Namespace], Awaitable[None]]] = {
     "add": _add, "passwd": _passwd, "disable": _disable, "enable": _enable, "remove": _remove, "list": _list,
+    "mfa": _mfa,
 }
 
 

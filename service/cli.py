@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
                          ("remove", "delete the user and end every session")):
         users.add_parser(action, help=text).add_argument("name")
     users.add_parser("list", help="list users")
+    mfa = _Commands(users.add_parser("mfa", help="the user's second factor (TOTP)")
+                    .add_subparsers(dest="mfa_action", required=True), common)
+    mfa.add_parser("reset", help="turn off TOTP and remove the recovery codes (a lost phone); ends every "
+                                 "session").add_argument("name")
     passkeys = _Commands(users.add_parser("passkeys", help="a user's passkeys")
                          .add_subparsers(dest="passkey_action", required=True), common)
     passkeys.add_parser("list", help="list a user's passkeys: id, name, created, last used").add_argument("name")

@@ -80,8 +80,18 @@ class RefreshFailed(ServiceError):
 class CredentialsError(ServiceError):
     """Login failed. One message for every cause, so the answer never tells which one."""
 
-    def __init__(self) -> None:
-        super().__init__("Incorrect username or password.")
+    def __init__(self, message: str = "Incorrect username or password.") -> None:
+        super().__init__(message)
+
+
+class SecondFactorRequired(ServiceError):
+    """Not an error to show: the password was right and the user has TOTP on, so the sign-in waits for
+    a code. ``pending`` names the waiting sign-in (core/totp.py); it is not a session."""
+
+    def __init__(self, pending: str, expires: float) -> None:
+        super().__init__("Enter the code from your authenticator app.")
+        self.pending = pending
+        self.expires = expires
 
 
 class PasskeyRefused(CredentialsError):

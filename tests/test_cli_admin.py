@@ -3,12 +3,16 @@ and the audit events every change logs on stderr."""
 
 from __future__ import annotations
 
+import time
 import tomllib
 
+import pyotp
 import pytest
 
+from service import settings as settings_module
 from service.core.auth import Client
-from service.errors import CredentialsError, Throttled
+from service.errors import CredentialsError, SecondFactorRequired, Throttled
+from service.web.app import build_totp
 from tests.support.cli import Cli, events
 from tests.support.sign_in import PASSWORD
 
@@ -132,3 +136,27 @@ def test_log_level_warning_keeps_info_events_out(cli: Cli) -> None:
                  stdin=PASSWORD + "\n", SERVICE__LOG__LEVEL="warning")
     assert result.returncode == 0 and result.stderr == ""
 
+
+
+# --- users mfa reset ---------------------------------------------------------------------------------
+
+async def test_users_mfa_reset_turns_totp_off_ends_every_session_and_is_logged(cli: Cli) -> None:
+    """A user who lost their phone and their recovery codes: the operator turns TOTP off."""
+    assert cli.add("alice").returncode == 0
+    async with cli.core() as auth:
+        session = await auth.login("alice", PASSWORD, CLIENT)
+        totp = build_totp(settings_module.load(None, environ=cli.env()), auth, time.time)
+        setup = await totp.begin(session.claims)
+        await totp.confirm(session.claims, pyotp.TOTP(setup.secret).at(time.time()))
+        with pytest.raises(SecondFactorRequired):
+            await auth.login("alice", PASSWORD, CLIENT)
+    result = cli("users", "mfa", "reset", "alice")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "two-step sign-in turned off for alice; 1 session(s) ended\n"
+    assert [(e["event"], e["count"]) for e in events(result) if e.get("event") == "mfa_reset"] == [("mfa_reset", 1)]
+    async with cli.core() as auth:
+        assert not await auth.sessions.is_live(session.claims.user_id, session.claims.session_id)
+        await auth.login("alice", PASSWORD, CLIENT)  # the password alone signs in again
+    again = cli("users", "mfa", "reset", "alice")
+    assert again.stdout.startswith("two-step sign-in was not on for alice")
+    assert cli("users", "mfa", "reset", "nobody").returncode == 1

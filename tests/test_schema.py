@@ -40,14 +40,14 @@ async def test_first_use_stamps_the_current_version(client: TestClient, settings
     assert await redis_client.get(f"{settings.redis.key_prefix}schema") == str(schema.SCHEMA_VERSION).encode()
 
 
-async def test_data_from_before_the_stamp_is_taken_as_version_1_and_still_signs_in(
+async def test_data_from_before_the_stamp_is_taken_as_version_1_migrated_and_still_signs_in(
         settings: Settings, redis_client: Any, make_user: Any,
         make_client: Callable[..., Awaitable[TestClient]]) -> None:
     await make_user("alice")
     await redis_client.delete(f"{settings.redis.key_prefix}schema")  # as an older release left it
     client = await make_client()
     await login(client, "alice")
-    assert await redis_client.get(f"{settings.redis.key_prefix}schema") == b"1"
+    assert await redis_client.get(f"{settings.redis.key_prefix}schema") == str(schema.SCHEMA_VERSION).encode()
 
 
 @pytest.mark.parametrize("stamp", [b"99", b"not-a-version"])
@@ -77,26 +77,27 @@ async def test_a_migration_step_runs_once_and_stamps_its_version(settings: Setti
         ran.append(int(await redis.get(space.schema())))
         await redis.set(f"{space.prefix}moved", "yes")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, step)
-    await redis_client.set(keys.schema(), 1)
-    assert await schema.check(redis_client, keys) == 1
-    assert await schema.check(redis_client, keys) == 2  # nothing left to do
-    assert ran == [1]
-    assert await redis_client.get(keys.schema()) == b"2"
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, step)
+    await redis_client.set(keys.schema(), current)
+    assert await schema.check(redis_client, keys) == current
+    assert await schema.check(redis_client, keys) == current + 1  # nothing left to do
+    assert ran == [current]
+    assert await redis_client.get(keys.schema()) == str(current + 1).encode()
     assert await redis_client.get(f"{keys.prefix}moved") == b"yes"
 
 
 async def test_the_cli_and_the_service_refuse_newer_data_in_one_line(cli: Cli) -> None:
     assert cli.add("alice").returncode == 0
     async with data_of(cli) as redis:
-        await redis.set("sess:schema", "2")
+        await redis.set("sess:schema", "3")
     for argv in (("users", "list"), ("serve", "--port", "1")):
         result = cli(*argv, timeout=30)
         assert result.returncode == 1, (argv, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "schema version 2" in errors[0] and "newer release" in errors[0], result.stderr
+        assert len(errors) == 1 and "schema version 3" in errors[0] and "newer release" in errors[0], result.stderr
         assert "Traceback" not in result.stderr
     async with data_of(cli) as redis:
-        assert await redis.get("sess:schema") == b"2"
+        assert await redis.get("sess:schema") == b"3"
         assert await redis.scard("sess:users") == 1

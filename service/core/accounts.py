@@ -128,9 +128,21 @@ class Accounts:
         """Delete ``name``. It is disabled and its sessions end in one step first, so a sign-in or
         refresh racing the removal fails too; then the record and the name go."""
         user, ended = await self.disable(name)
+        if self._auth.mfa is not None:
+            await self._auth.mfa.remove(user.id)
         await self._users.remove(user)
         log.info("user_removed", extra={"event": "user_removed", "user": user.id, "count": ended})
         return user, ended
+
+    async def reset_mfa(self, name: str) -> tuple[User, bool, int]:
+        """An operator's reset of a user who lost their authenticator app and recovery codes: TOTP off,
+        the recovery codes gone, and every session of the user ended. Returns whether TOTP was on and
+        how many sessions ended."""
+        user = await self._users.require(name)
+        was_on = await self._auth.mfa.remove(user.id) if self._auth.mfa is not None else False
+        ended = await self._end_sessions(user.id, fields={})
+        log.info("mfa_reset", extra={"event": "mfa_reset", "user": user.id, "count": ended})
+        return user, was_on, ended
 
     async def clear_throttle(self, target: str) -> tuple[str, int]:
         """Forget the failed sign-ins counted against a username or a client address (``throttle clear``)."""

@@ -7,7 +7,9 @@ for it or the request pipeline's refresh hop sent the browser there.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 
 from ..clock import Clock
@@ -16,12 +18,14 @@ from ..errors import (
     CredentialsError,
     InvalidInput,
     RefreshFailed,
+    SecondFactorRequired,
     StepUpRequired,
     StoreUnavailable,
     Throttled,
 )
 from ..metrics import Counts
 from ..settings import Outage
+from ..storage.mfa import PENDING_TTL, MfaStore, PendingLogin
 from ..storage.sessions import SessionStore, SignIn
 from ..storage.throttle import Attempt, LoginThrottle
 from ..storage.users import User, UserStore
@@ -58,7 +62,7 @@ class Authenticator:
     def __init__(self, *, users: UserStore, sessions: SessionStore, passwords: Passwords,
                  codec: TokenCodec, refresh_tokens: RefreshTokens, throttle: LoginThrottle,
                  revocations: RevocationView, clock: Clock, outage: Outage = "fail-closed",
-                 step_up_window: float = 600, metrics: Counts | None = None) -> None:
+                 step_up_window: float = 600, mfa: MfaStore | None = None, metrics: Counts | None = None) -> None:
         self.users = users
         self.sessions = sessions
         self.revocations = revocations
@@ -69,6 +73,7 @@ class Authenticator:
         self._clock = clock
         self._outage = outage
         self._step_up_window = step_up_window
+        self.mfa = mfa
         self._metrics = metrics or Counts()  # the CLI counts nothing
 
     @property
@@ -76,8 +81,11 @@ class Authenticator:
         """The access-token codec, whose public keys the JWKS endpoint publishes."""
         return self._codec
 
-    async def login(self, username: str, password: str, client: Client, *, remember: bool = True) -> Issued:
-        """Check the password and start a new session (``remember``: "keep me signed in").
+    async def login(self, username: str, password: str, client: Client, *, remember: bool = True,
+                    nonce: str | None = None) -> Issued:
+        """Check the password and start a new session (``remember``: "keep me signed in"). A user with
+        TOTP on gets no session yet: the sign-in waits for a code (core/totp.py), bound to ``nonce``,
+        the browser's login nonce.
 
         The throttle admits the attempt before anything about the user is looked up, so a throttled
         real user and a throttled unknown name get the same answer; only a success frees its slots.
@@ -85,6 +93,7 @@ class Authenticator:
         Raises:
             Throttled: too many recent failures for this username or from this client.
             CredentialsError: for an unknown user, a wrong password or a disabled user alike.
+            SecondFactorRequired: the password is right, and the user has TOTP on.
         """
         try:
             attempt = await self.admit(username, client)
@@ -98,12 +107,30 @@ class Authenticator:
             log.info("login_failed", extra={"event": "login_failed", "ip": client.ip})
             self._metrics.login("failure")
             raise CredentialsError()
+        if self.mfa is not None and await self.mfa.has_totp(user.id):
+            await self.admitted(attempt, whole=False)
+            raise await self._hold(user, remember=remember, nonce=nonce)
         rehash = await self.passwords.hash(password) if self.passwords.needs_rehash(user.password_hash) else None
         issued = await self.start_session(user, client, rehash, method="password", remember=remember)
         await self.admitted(attempt)
-        self._metrics.login("success")
-        log.info("login", extra={"event": "login", "user": user.id, "sid": issued.claims.session_id})
+        self.counted_login(user.id, issued, "password")
         return issued
+
+    def counted_login(self, user_id: str, issued: Issued, method: str) -> None:
+        """A sign-in by any factor started a session: counted and logged."""
+        self._metrics.login("success")
+        log.info("login", extra={"event": "login", "user": user_id, "sid": issued.claims.session_id,
+                                 "reason": method})
+
+    async def _hold(self, user: User, *, remember: bool, nonce: str | None) -> SecondFactorRequired:
+        """Keep the sign-in waiting for its code, bound to the login nonce of the browser that typed the
+        password (storage/mfa.py). What the answer names is no session."""
+        assert self.mfa is not None
+        pending = secrets.token_urlsafe(32)
+        await self.mfa.hold(pending_digest(pending), PendingLogin(user.id, user.generation, remember),
+                            nonce=pending_digest(nonce) if nonce else "", now=self._clock())
+        log.info("login_code_required", extra={"event": "login_code_required", "user": user.id})
+        return SecondFactorRequired(pending, self._clock() + PENDING_TTL)
 
     async def admit(self, username: str, client: Client) -> Attempt:
         """Admit one password check for ``username`` from ``client`` (sign-in or password change).
@@ -119,9 +146,10 @@ class Authenticator:
                                                   "ip": client.ip, "retry_after": throttled.retry_after})
             raise
 
-    async def admitted(self, attempt: Attempt) -> None:
-        """The password checked out: free the attempt's slots in the throttle windows."""
-        await self.throttle.succeeded(attempt)
+    async def admitted(self, attempt: Attempt, *, whole: bool = True) -> None:
+        """The password (or code) checked out: free the attempt's slots in the throttle windows; not
+        ``whole`` (a password whose code is still to come): only its own, see LoginThrottle.succeeded."""
+        await self.throttle.succeeded(attempt, whole=whole)
 
     async def start_session(self, user: User, client: Client, rehash: str | None, *, method: str,
                              remember: bool) -> Issued:
@@ -312,3 +340,8 @@ class Authenticator:
             self._metrics.revocation("revoke")
             log.info("revoke", extra={"event": "revoke", "user": claims.user_id, "sid": session_id})
         return ended
+
+
+def pending_digest(value: str) -> str:
+    """How a pending sign-in's name, and the login nonce it is bound to, are kept in Redis."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]

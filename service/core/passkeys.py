@@ -92,8 +92,7 @@ class Passkeys:
             raise self._refused(user, problem, client)
         issued = await self._auth.start_session(user, client, None, method="passkey", remember=remember)
         self._metrics.factor("passkey", "success")
-        log.info("passkey_login", extra={"event": "passkey_login", "user": user.id,
-                                         "sid": issued.claims.session_id, "ip": client.ip})
+        self._auth.counted_login(user.id, issued, "passkey")  # the "login" event, reason "passkey"
         return issued
 
     def _refused(self, user: User | None, reason: str, client: Client) -> PasskeyRefused:

@@ -193,6 +193,14 @@ class KeySpace:
         """
         return f"{self.prefix}u:{{{user_id}}}:s"
 
+    def user_mfa(self, user_id: str) -> str:
+        """The user's second factor (storage/mfa.py): a hash beside the user record, in its slot."""
+        return f"{self.prefix}u:{{{user_id}}}:mfa"
+
+    def pending_login(self, digest: str) -> str:
+        """A sign-in between the right password and its TOTP code (storage/mfa.py); short-lived."""
+        return f"{self.prefix}pending:{{{digest}}}"
+
     def user_passkeys(self, user_id: str) -> str:
         """A hash of the user's passkeys: credential id (base64url) -> its record (storage/passkeys.py)."""
         return f"{self.prefix}u:{{{user_id}}}:pk"

@@ -80,10 +80,15 @@ class LoginThrottle:
             raise Throttled(_seconds(wait_ms), scope="user")
         return attempt
 
-    async def succeeded(self, attempt: Attempt) -> None:
-        """A success clears the username's window; from the client's, it removes only its own slot."""
+    async def succeeded(self, attempt: Attempt, *, whole: bool = True) -> None:
+        """A success clears the username's window; from the client's, it removes only its own slot.
+        A success that is not the whole sign-in (a right password still waiting for its TOTP code)
+        removes only its own slots, so re-typing the password never wipes out the failed codes."""
         with translated():
-            await self._redis.delete(attempt.user_key)
+            if whole:
+                await self._redis.delete(attempt.user_key)
+            else:
+                await self._redis.zrem(attempt.user_key, attempt.id)
             await self._redis.zrem(attempt.ip_key, attempt.id)
 
     async def clear(self, target: str) -> tuple[str, int]:

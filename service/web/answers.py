@@ -17,6 +17,7 @@ from ..errors import (
     MethodNotAllowed,
     NotFound,
     RefreshFailed,
+    SecondFactorRequired,
     ServiceError,
     StepUpRequired,
     StoreUnavailable,
@@ -40,6 +41,8 @@ def answer(request: web.Request, exc: Exception, cookies: CookiePolicy, paths: P
         return _unauthenticated(request, exc, cookies, paths)
     if isinstance(exc, RefreshFailed):
         return _refresh_failed(request, cookies, paths)
+    if isinstance(exc, SecondFactorRequired):
+        return _second_factor(request, exc)
     if isinstance(exc, CredentialsError):
         return _login_failed(request, exc)
     if isinstance(exc, Throttled):
@@ -116,6 +119,17 @@ def _form_again(request: web.Request, status: int, code: str, message: str, **ex
     if page is None:
         return _problem(request, status, code, message)
     return aiohttp_jinja2.render_template(page.template, request, dict(page.context, error=message), status=status)
+
+
+def _second_factor(request: web.Request, exc: SecondFactorRequired) -> web.StreamResponse:
+    """The password was right, TOTP is on: the code page (the login form's next and CSRF token carried
+    over), or 202 naming the pending sign-in for scripts, which post it back to /login/code."""
+    if request.content_type == "application/json" or not wants_html(request):
+        return web.json_response({"second_factor": "totp", "pending": exc.pending, "expires": int(exc.expires),
+                                  "message": str(exc)}, status=202)
+    page = request.get(appkeys.form_page)
+    context = {key: value for key, value in (page.context if page else {}).items() if key in ("next", "csrf")}
+    return aiohttp_jinja2.render_template("login_code.html", request, dict(context, pending=exc.pending))
 
 
 def _step_up(request: web.Request, exc: StepUpRequired, paths: Paths) -> web.StreamResponse:

@@ -23,6 +23,7 @@ from ..core.passkeys import Passkeys
 from ..core.passwords import Passwords
 from ..core.refresh_tokens import RefreshTokens
 from ..core.revocations import RevocationView
+from ..core.totp import Totp
 from ..errors import ServiceError, StoreUnavailable
 from ..logs import quiet_bad_requests
 from ..metrics import Counts, Metrics
@@ -30,6 +31,7 @@ from ..settings import Settings
 from ..storage.channel import RevocationChannel
 from ..storage.client import KeySpace, Redis, connect
 from ..storage.embedded import EmbeddedRedis
+from ..storage.mfa import MfaStore
 from ..storage.passkeys import PasskeyStore
 from ..storage.schema import SchemaGate
 from ..storage.sessions import SessionStore
@@ -44,6 +46,7 @@ from .routes import setup_routes
 
 log = logging.getLogger("service")
 CSRF_KEY = "csrf.key"
+MFA_KEY = "mfa.key"  # seals TOTP secrets and keys the recovery codes' HMACs (core/totp.py)
 
 
 def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
@@ -64,8 +67,16 @@ def build_authenticator(settings: Settings, redis: Redis, clock: Clock, *,
         clock=clock,
         outage=settings.redis.outage,
         step_up_window=settings.sessions.step_up_window,
+        mfa=MfaStore(redis, space),
         metrics=metrics,
     )
+
+
+def build_totp(settings: Settings, auth: Authenticator, clock: Clock, *, metrics: Counts | None = None) -> Totp:
+    """The second factor, wired to the core it signs in through."""
+    assert auth.mfa is not None
+    key = keyring.load_or_create_secret(settings.storage.keys, MFA_KEY)
+    return Totp(auth, auth.mfa, key, clock, issuer=settings.ui.site_name, metrics=metrics)
 
 
 def build_passkeys(settings: Settings, redis: Redis, auth: Authenticator, clock: Clock, *,
@@ -80,6 +91,7 @@ def prepare_keys(settings: Settings) -> None:
     keyring.load_or_create(keys_dir, settings.tokens.algorithm)
     keyring.load_or_create_refresh_key(keys_dir)
     keyring.load_or_create_secret(keys_dir, CSRF_KEY)
+    keyring.load_or_create_secret(keys_dir, MFA_KEY)
 
 
 def open_redis(settings: Settings, *, exclusive: bool = False) -> tuple[Redis, EmbeddedRedis | None]:
@@ -116,6 +128,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, clock: Clock |
     app[appkeys.settings] = settings
     app[appkeys.authenticator] = auth
     app[appkeys.accounts] = Accounts(auth)
+    app[appkeys.totp] = build_totp(settings, auth, clock, metrics=metrics)
     app[appkeys.passkeys] = build_passkeys(settings, redis, auth, clock, metrics=metrics)
     app[appkeys.cookies] = cookies
     app[appkeys.csrf] = csrf

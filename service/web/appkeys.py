@@ -13,6 +13,7 @@ from ..core.access_tokens import AccessClaims
 from ..core.accounts import Accounts
 from ..core.auth import Authenticator
 from ..core.csrf import CsrfTokens
+from ..core.totp import Totp
 from ..core.passkeys import Passkeys
 from ..metrics import Metrics
 from ..settings import Settings
@@ -56,6 +57,7 @@ paths = web.AppKey("paths", Paths)
 pipeline = web.AppKey("pipeline", RouteWrapper)
 redis: web.AppKey[Redis] = web.AppKey("redis")  # a union (server or Cluster client)
 schema = web.AppKey("schema", SchemaGate)
+totp = web.AppKey("totp", Totp)
 
 auth_state = web.RequestKey("auth_state", AuthState)
 form_page = web.RequestKey("form_page", FormPage)

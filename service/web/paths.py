@@ -21,6 +21,9 @@ class Paths:
         self.prefix = settings.server.url_prefix
         self.home = self.prefix + "/"
         self.login = self.prefix + "/login"
+        self.login_code = self.login + "/code"
+        # Sign-in steps before any session: their forms' CSRF tokens are bound to the login nonce cookie.
+        self.pre_session = frozenset({self.login, self.login_code})
         self.logout = self.prefix + "/logout"
         self.account = self.prefix + "/account"
         self.confirm = self.account + "/confirm"

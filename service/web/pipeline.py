@@ -168,7 +168,7 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
         if request.content_type != "application/json":
             raise CsrfRejected("a passkey sign-in sends JSON")
         return
-    if request.path == paths.login:
+    if request.path in paths.pre_session:
         if request.content_type not in _FORMS:
             return  # a JSON body cannot be sent cross-site without a CORS preflight, which we never grant
         presented = await _presented_token(request)

@@ -17,7 +17,7 @@ from aiohttp import web
 from ..errors import MethodNotAllowed, NotFound
 from . import appkeys
 from .appkeys import Handler
-from .handlers import account, api, confirm, jwks, ops, pages, passkeys, static, verify
+from .handlers import account, api, confirm, jwks, ops, pages, passkeys, static, totp, verify
 from .paths import Paths
 
 
@@ -41,6 +41,7 @@ def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]
     route("GET", paths.home, pages.home, "home")
     route("GET", paths.login, pages.login_form, "login")
     route("POST", paths.login, pages.login, "login")
+    route("POST", paths.login_code, pages.login_code, "login_code")
     route("POST", paths.logout, pages.logout, "logout")
     for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):  # the hop replays the original method here
         route(method, paths.refresh, api.refresh, "refresh")
@@ -51,12 +52,20 @@ def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]
     route("POST", paths.account + "/sessions/revoke-all", account.revoke_all, "revoke_all")
     route("POST", paths.account + "/password", account.change_password, "password")
     route("GET", paths.confirm, confirm.page, "confirm")
-    route("POST", paths.confirm, confirm.with_password, "confirm")
+    route("POST", paths.confirm, confirm.confirm, "confirm")
+    route("POST", paths.account + "/totp/setup", totp.setup, "totp_setup")
+    route("POST", paths.account + "/totp", totp.enable, "totp")
+    route("POST", paths.account + "/totp/disable", totp.disable, "totp_disable")
+    route("POST", paths.account + "/recovery-codes", totp.recovery_codes, "recovery_codes")
     route("GET", p + "/api/sessions", account.list_sessions, "sessions")
     route("DELETE", p + "/api/sessions/{session_id}", account.revoke, "revoke")
     route("DELETE", p + "/api/sessions", account.revoke_all, "revoke_all")
     route("POST", p + "/api/password", account.change_password, "password")
-    route("POST", p + "/api/step-up", confirm.with_password, "confirm")
+    route("POST", p + "/api/step-up", confirm.confirm, "confirm")
+    route("POST", p + "/api/totp/setup", totp.setup, "totp_setup")
+    route("POST", p + "/api/totp", totp.enable, "totp")
+    route("POST", p + "/api/totp/disable", totp.disable, "totp_disable")
+    route("POST", p + "/api/recovery-codes", totp.recovery_codes, "recovery_codes")
     route("POST", paths.passkey_login_options, passkeys.login_options, "passkey_login")
     route("POST", paths.passkey_login, passkeys.login, "passkey_login")
     route("POST", paths.passkeys + "/options", passkeys.registration_options, "passkey_register")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pyotp
 import pytest
 from playwright.async_api import Browser, Page
 
@@ -71,6 +72,32 @@ async def refused_password_change(page: Page, service: LiveService) -> int:
     return await submit(page, "form[action$='/password'] button[type=submit]")
 
 
+async def confirm(page: Page, service: LiveService) -> int:
+    """The step-up page, as a sensitive change long after signing in leads to it."""
+    await sign_in(page, service)
+    return await goto("/account/confirm?next=/account")(page, service)
+
+
+async def totp_setup(page: Page, service: LiveService) -> int:
+    await account(page, service)
+    return await submit(page, "form[action$='/totp/setup'] button")
+
+
+async def recovery_codes(page: Page, service: LiveService) -> int:
+    """Setting up TOTP to the end: the recovery codes (Alice has TOTP on from here)."""
+    await totp_setup(page, service)
+    secret = (await page.inner_text("#secret")).strip()
+    await page.fill("#code", pyotp.TOTP(secret).at(service.clock()))
+    return await submit(page)
+
+
+async def login_code(page: Page, service: LiveService) -> int:
+    """The second step of signing in with TOTP on, after a wrong code."""
+    assert await sign_in(page, service) == 200
+    await page.fill("#code", "000000")  # one chance in a million of being right: then 303, and the test says so
+    return await submit(page)
+
+
 def goto(path: str) -> Callable[[Page, LiveService], Awaitable[int]]:
     async def visit(page: Page, service: LiveService) -> int:
         response = await page.goto(service.url(path))
@@ -89,6 +116,10 @@ PAGES: dict[str, tuple[Callable[[Page, LiveService], Awaitable[int]], int]] = {
     "account, password change refused": (refused_password_change, 400),
     "page not found": (goto("/no/such/page"), 404),
     "method not allowed": (goto("/logout"), 405),
+    "confirm it is you": (confirm, 200),
+    "set up an authenticator app": (totp_setup, 200),
+    "recovery codes": (recovery_codes, 200),  # TOTP is on for Alice from here
+    "login, code asked, wrong code": (login_code, 401),
     "login, throttled": (throttled, 429),  # last: Alice cannot sign in for a while after it
 }
 

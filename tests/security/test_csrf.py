@@ -57,6 +57,16 @@ ROUTES = {
     "DELETE /api/sessions/{id}": Route("DELETE", "/api/sessions/{other}", "none"),
     "DELETE /api/sessions": Route("DELETE", "/api/sessions", "none"),
     "POST /api/password": Route("POST", "/api/password", "json", {"current": PASSWORD, "new": NEW_PASSWORD}),
+    "POST /account/confirm": Route("POST", "/account/confirm", "form", {"password": PASSWORD}),
+    "POST /api/step-up": Route("POST", "/api/step-up", "json", {"password": PASSWORD}),
+    "POST /account/totp/setup": Route("POST", "/account/totp/setup", "form"),
+    "POST /account/totp": Route("POST", "/account/totp", "form", {"code": "123456"}),
+    "POST /account/totp/disable": Route("POST", "/account/totp/disable", "form", {"code": "123456"}),
+    "POST /account/recovery-codes": Route("POST", "/account/recovery-codes", "form"),
+    "POST /api/totp/setup": Route("POST", "/api/totp/setup", "json"),
+    "POST /api/totp": Route("POST", "/api/totp", "json", {"code": "123456"}),
+    "POST /api/totp/disable": Route("POST", "/api/totp/disable", "json", {"code": "123456"}),
+    "POST /api/recovery-codes": Route("POST", "/api/recovery-codes", "json"),
     "POST /probe form (test-only)": Route("POST", "/probe", "form", {"note": "pay mallory"}),
     "POST /probe JSON (test-only)": Route("POST", "/probe", "json", {"note": "pay mallory"}),
 }
@@ -429,3 +439,32 @@ async def test_a_form_post_with_an_expired_access_jwt_keeps_its_token_through_th
     assert [r.status for r in response.history] == [307, 307]
     assert response.status == 200
     assert len(csrf_site.applied) == 1
+
+
+# --- the second step of a sign-in with TOTP on ---------------------------------------------------------
+
+async def test_a_forged_code_step_without_the_browsers_login_token_is_refused(csrf_site, fresh):
+    """Login CSRF through the code step: the attacker's own pending sign-in, posted from the victim's
+    browser, needs a token bound to the victim's login nonce, which the attacker cannot mint."""
+    victim = await fresh()
+    await login_token(victim)  # the victim opened the login page: a nonce of their own
+    attacker_token = await attackers_login_token(fresh)
+    await csrf_site.remember()
+    response = await victim.post("/login/code", data={"csrf": attacker_token, "pending": "p" * 43, "code": "123456"},
+                                 headers=NAVIGATE, allow_redirects=False)
+    await assert_refused(response)
+    assert cookie(victim, "access") is None
+    await csrf_site.assert_nothing_changed()
+
+
+@pytest.mark.parametrize("signal", CROSS_SITE.values(), ids=CROSS_SITE.keys())
+async def test_a_cross_site_code_step_is_refused_even_with_the_right_token(csrf_site, fresh, signal):
+    browser = await fresh()
+    token = await login_token(browser)
+    headers = {**NAVIGATE, **{k: v.format(own=csrf_site.own) for k, v in signal.items()}}
+    await csrf_site.remember()
+    response = await browser.post("/login/code", data={"csrf": token, "pending": "p" * 43, "code": "123456"},
+                                  headers=headers, allow_redirects=False)
+    await assert_refused(response)
+    await csrf_site.assert_nothing_changed()
+

@@ -38,9 +38,11 @@ async def page(request: web.Request) -> web.StreamResponse:
     sessions = await request.app[appkeys.accounts].sessions_of(user)
     rows = [dict(_session_json(s, user.session_id), created=_when(s.created), last_used=_when(s.last_used))
             for s in sessions]
+    mfa = await request.app[appkeys.totp].status(user.user_id)
     passkeys = [dict(passkey_json(p), created=_when(p.created), last_used=_when(p.last_used) if p.last_used else None)
                 for p in await request.app[appkeys.passkeys].of_user(user.user_id)]
     context = {"user": user, "sessions": rows, "csrf": csrf_token(request), "notice": request.query.get("done"),
+               "totp": {"on": mfa.secret is not None, "since": _when(mfa.since), "recovery_left": mfa.recovery_left},
                "passkeys": passkeys,
                "sign_in_names": SIGN_IN_NAMES,
                "min_length": request.app[appkeys.settings].passwords.min_length}
@@ -58,14 +60,14 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     user = require_user(request)
     session_id = request.match_info["session_id"]
     await request.app[appkeys.authenticator].revoke_session(user, session_id)
-    return _done(request, signed_out=session_id == user.session_id, notice="revoked")
+    return done(request, signed_out=session_id == user.session_id, notice="revoked")
 
 
 async def revoke_all(request: web.Request) -> web.StreamResponse:
     """Sign out everywhere, this browser included."""
     user = require_user(request)
     await request.app[appkeys.authenticator].logout_everywhere(user.user_id)
-    return _done(request, signed_out=True, notice="")
+    return done(request, signed_out=True, notice="")
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
@@ -74,10 +76,10 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     if fields["confirm"] and fields["confirm"] != fields["new"]:  # the form's second field; optional in JSON
         raise InvalidInput("The new password and its confirmation differ. Nothing was changed.")
     await request.app[appkeys.accounts].change_password(user, fields["current"], fields["new"], client(request))
-    return _done(request, signed_out=False, notice="password")
+    return done(request, signed_out=False, notice="password")
 
 
-def _done(request: web.Request, *, signed_out: bool, notice: str) -> web.StreamResponse:
+def done(request: web.Request, *, signed_out: bool, notice: str) -> web.StreamResponse:
     app = request.app
     paths = app[appkeys.paths]
     if not wants_html(request):

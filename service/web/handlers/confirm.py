@@ -18,13 +18,17 @@ async def page(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template("confirm.html", request, await _context(request, next_path))
 
 
-async def with_password(request: web.Request) -> web.StreamResponse:
-    """The password again: the session's auth time, and a new access token's, become now."""
-    user = require_user(request)
-    fields = await read_fields(request, "password", "next")
-    next_path = request.app[appkeys.paths].safe_next(fields["next"] or request.app[appkeys.paths].account)
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """The password again, or a TOTP or recovery code: the session's auth time, and a new access
+    token's, become now."""
+    app, user = request.app, require_user(request)
+    fields = await read_fields(request, "password", "code", "next")
+    next_path = app[appkeys.paths].safe_next(fields["next"] or app[appkeys.paths].account)
     request[appkeys.form_page] = appkeys.FormPage("confirm.html", await _context(request, next_path))
-    issued = await request.app[appkeys.authenticator].confirm_password(user, fields["password"], client(request))
+    if fields["code"] and not fields["password"]:
+        issued = await app[appkeys.totp].step_up(user, fields["code"], client(request))
+    else:
+        issued = await app[appkeys.authenticator].confirm_password(user, fields["password"], client(request))
     return stepped_up(request, issued, next_path)
 
 
@@ -40,5 +44,6 @@ def stepped_up(request: web.Request, issued: Issued, next_path: str) -> web.Stre
 
 async def _context(request: web.Request, next_path: str) -> dict[str, object]:
     user = require_user(request)
+    totp = (await request.app[appkeys.totp].status(user.user_id)).secret is not None
     has_passkeys = bool(await request.app[appkeys.passkeys].of_user(user.user_id))
-    return {"user": user, "csrf": csrf_token(request), "next": next_path, "has_passkeys": has_passkeys}
+    return {"user": user, "csrf": csrf_token(request), "next": next_path, "totp": totp, "has_passkeys": has_passkeys}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
+from ...core.auth import Issued
 from .. import appkeys
 from ..negotiate import client, read_fields, wants_html
 from ..pipeline import csrf_token, require_user
@@ -32,13 +33,33 @@ async def login(request: web.Request) -> web.StreamResponse:
     request[appkeys.form_page] = appkeys.FormPage("login.html", {
         "username": fields["username"], "next": next_path, "remember": fields["remember"],
         "csrf": app[appkeys.csrf].for_login(nonces[-1]) if nonces else ""})
+    # "Keep me signed in": a form's checkbox; a JSON sign-in is remembered unless it says "remember": false.
+    issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request),
+                                                    remember=bool(fields["remember"]),
+                                                    nonce=nonces[-1] if nonces else None)
+    return await signed_in(request, issued, next_path)
+
+
+async def login_code(request: web.Request) -> web.StreamResponse:
+    """The second step of a sign-in with TOTP on: the code (or a recovery code) for the pending sign-in."""
+    app = request.app
+    fields = await read_fields(request, "pending", "code", "next")
+    next_path = app[appkeys.paths].safe_next(fields["next"] or request.query.get("next"))
+    nonces = app[appkeys.cookies].read_login_nonces(request)
+    request[appkeys.form_page] = appkeys.FormPage("login_code.html", {
+        "pending": fields["pending"], "next": next_path,
+        "csrf": app[appkeys.csrf].for_login(nonces[-1]) if nonces else ""})
+    issued = await app[appkeys.totp].sign_in(fields["pending"], fields["code"], client(request), nonces)
+    return await signed_in(request, issued, next_path)
+
+
+async def signed_in(request: web.Request, issued: Issued, next_path: str) -> web.StreamResponse:
+    """A new session, by any factor: the old one of this browser ends, the cookies are set."""
+    app = request.app
     state = request[appkeys.auth_state]
     # A new sign-in never inherits the old session (fixation). An expired token ends its session only
     # when the same user signs in again: a stolen expired token must not be a way to sign its owner out.
-    # "Keep me signed in": a form's checkbox; a JSON sign-in is remembered unless it says "remember": false.
     previous = state.user
-    issued = await app[appkeys.authenticator].login(fields["username"], fields["password"], client(request),
-                                                    remember=bool(fields["remember"]))
     if state.expired is not None and state.expired.user_id == issued.claims.user_id:
         previous = state.expired
     if previous is not None:
