@@ -10,9 +10,7 @@ challenge, an unknown credential, a bad signature, a cloned authenticator — it
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -38,19 +36,13 @@ from ..storage.passkeys import Passkey, PasskeyStore
 from ..storage.users import User, passkeys_field
 from .access_tokens import AccessClaims
 from .auth import Authenticator, Client, Issued
+from .passkey_answers import claimed_challenge, credential_id_of, handle_matches, transports_of, user_handle
 
 log = logging.getLogger("service.security")
 
-_CREDENTIAL_ID = re.compile(r"[A-Za-z0-9_-]{16,1366}")  # base64url of 12 to 1023 bytes (WebAuthn §5.8.3)
-_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 _NAME_LENGTH = 64
 _REGISTRATION_FAILED = "That passkey could not be registered. Try again."
 _STEP_UP_FAILED = "That passkey could not confirm it is you."
-
-
-def user_handle(user_id: str) -> bytes:
-    """The WebAuthn user handle of a user: their random id, which says nothing about them (§14.6.1)."""
-    return user_id.encode()
 
 
 class Passkeys:
@@ -85,15 +77,15 @@ class Passkeys:
         Raises:
             PasskeyRefused: for every cause alike (see the module docstring).
         """
-        claimed = _claimed_challenge(credential)
+        claimed = claimed_challenge(credential)
         challenge = await self._store.take(self._store.login_key(nonce, claimed)) if nonce and claimed else None
-        credential_id = _credential_id(credential)
+        credential_id = credential_id_of(credential)
         owner = await self._store.owner(credential_id) if credential_id else None
         user = await self._auth.users.get(owner) if owner else None
         passkey = await self._store.get(user.id, credential_id) if user else None
         if challenge is None or user is None or passkey is None or user.disabled:
             raise self._refused(user, "unknown" if challenge else "challenge", client)
-        if not _handle_matches(credential, user.id):
+        if not handle_matches(credential, user.id):
             raise self._refused(user, "user_handle", client)
         problem = await self._verified_use(user.id, passkey, credential, challenge)
         if problem:
@@ -183,7 +175,7 @@ class Passkeys:
         passkey = Passkey(
             id=bytes_to_base64url(verified.credential_id), public_key=bytes_to_base64url(verified.credential_public_key),
             count=verified.sign_count, backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
-            backed_up=verified.credential_backed_up, transports=_transports(credential),
+            backed_up=verified.credential_backed_up, transports=transports_of(credential),
             name=name or f"Passkey {len(existing) + 1}", created=self._clock())
         if not await self._store.add(claims.user_id, passkey):
             raise InvalidInput("That passkey is registered already, or you have too many passkeys.")
@@ -194,6 +186,17 @@ class Passkeys:
 
     async def of_user(self, user_id: str) -> list[Passkey]:
         return await self._store.of_user(user_id)
+
+    async def rename(self, claims: AccessClaims, credential_id: str, name: str) -> None:
+        """Raises:
+            InvalidInput: the name is empty or unusable.
+            NotFound: the user has no passkey of that id.
+        """
+        name = _checked_name(name)
+        if not name:
+            raise InvalidInput("Give the passkey a name.")
+        if not await self._store.rename(claims.user_id, credential_id, name):
+            raise NotFound("There is no such passkey.")
 
     async def remove(self, claims: AccessClaims, credential_id: str) -> int:
         """Remove one of the signed-in user's passkeys; every other session ends, as after a password
@@ -248,10 +251,10 @@ class Passkeys:
             AuthenticationRequired: the session ended meanwhile.
         """
         challenge = await self._take(claims, "step_up", credential)
-        credential_id = _credential_id(credential)
+        credential_id = credential_id_of(credential)
         passkey = await self._store.get(claims.user_id, credential_id) if credential_id else None
         problem = "step_up"
-        if challenge is not None and passkey is not None and _handle_matches(credential, claims.user_id):
+        if challenge is not None and passkey is not None and handle_matches(credential, claims.user_id):
             problem = await self._verified_use(claims.user_id, passkey, credential, challenge) or ""
         if problem:
             self._metrics.factor("passkey", "failure")
@@ -264,45 +267,12 @@ class Passkeys:
 
     async def _take(self, claims: AccessClaims, purpose: str, credential: Mapping[str, Any]) -> bytes | None:
         """The session's challenge that the answer claims to sign, gone once read (a replay finds none)."""
-        claimed = _claimed_challenge(credential)
+        claimed = claimed_challenge(credential)
         return await self._store.take(self._session_key(claims, purpose, claimed)) if claimed else None
 
     @property
     def _timeout_ms(self) -> int:
         return int(self._ttl * 1000)
-
-
-def _credential_id(credential: Mapping[str, Any]) -> str:
-    """The credential's id if it has the form of one, else ''."""
-    value = credential.get("id")
-    return value if isinstance(value, str) and _CREDENTIAL_ID.fullmatch(value) else ""
-
-
-def _claimed_challenge(credential: Mapping[str, Any]) -> str:
-    """The challenge (base64url) the answer's clientDataJSON names, to find it in Redis; '' if none.
-    Only a lookup key: the library checks it again against the stored one, with everything else."""
-    response = credential.get("response")
-    data = response.get("clientDataJSON") if isinstance(response, Mapping) else None
-    if not isinstance(data, str) or len(data) > 8192:
-        return ""
-    try:
-        challenge = json.loads(webauthn.base64url_to_bytes(data)).get("challenge")
-    except (ValueError, TypeError, AttributeError, RecursionError):  # binascii.Error is a ValueError
-        return ""
-    return challenge if isinstance(challenge, str) and 0 < len(challenge) <= 128 else ""
-
-
-def _handle_matches(credential: Mapping[str, Any], user_id: str) -> bool:
-    """A discoverable credential's assertion names its user (userHandle); it must be the owner's."""
-    response = credential.get("response")
-    handle = response.get("userHandle") if isinstance(response, Mapping) else None
-    return handle in (None, "") or handle == bytes_to_base64url(user_handle(user_id))
-
-
-def _transports(credential: Mapping[str, Any]) -> tuple[str, ...]:
-    response = credential.get("response")
-    given = response.get("transports") if isinstance(response, Mapping) else None
-    return tuple(t for t in given if t in _TRANSPORTS)[:8] if isinstance(given, list) else ()
 
 
 def _descriptors(passkeys: list[Passkey]) -> list[PublicKeyCredentialDescriptor]:

@@ -49,6 +49,18 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
 return 1
 """
 
+# RENAME: a new name for a credential, in one step with any USE (a read-then-write could put back
+# a counter USE just moved). KEYS[1] the user's passkeys; ARGV[1] credential id, ARGV[2] the name.
+# Returns 1, or 0 if the user has no such credential.
+RENAME = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+record['name'] = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return 1
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class Passkey:
@@ -91,6 +103,7 @@ class PasskeyStore:
         self._keys = keys
         self._add = redis.register_script(ADD)
         self._use = redis.register_script(USE)
+        self._rename = redis.register_script(RENAME)
 
     async def of_user(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first."""
@@ -129,6 +142,11 @@ class PasskeyStore:
         with translated():
             return int(await self._use(keys=[self._keys.user_passkeys(user_id)],
                                        args=[credential_id, count, repr(now), "1" if backed_up else "0"]))
+
+    async def rename(self, user_id: str, credential_id: str, name: str) -> bool:
+        """Name one of the user's passkeys anew (RENAME); False if it is not theirs."""
+        with translated():
+            return bool(await self._rename(keys=[self._keys.user_passkeys(user_id)], args=[credential_id, name]))
 
     async def remove(self, user_id: str, credential_id: str) -> bool:
         """Forget one of the user's passkeys; True if it was theirs."""

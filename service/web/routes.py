@@ -71,6 +71,8 @@ def setup_routes(app: web.Application, paths: Paths, static_dirs: Sequence[Path]
     route("POST", paths.passkeys + "/options", passkeys.registration_options, "passkey_register")
     route("POST", paths.passkeys, passkeys.register, "passkey_register")
     route("POST", paths.passkeys + "/{credential_id}/remove", passkeys.remove, "passkey_remove")
+    route("POST", paths.passkeys + "/{credential_id}/rename", passkeys.rename, "passkey_rename")
+    route("PATCH", p + "/api/passkeys/{credential_id}", passkeys.rename, "passkey_rename")
     route("GET", p + "/api/passkeys", passkeys.list_passkeys, "passkeys")
     route("DELETE", p + "/api/passkeys/{credential_id}", passkeys.remove, "passkey_remove")
     route("POST", paths.confirm + "/passkey/options", passkeys.step_up_options, "confirm_passkey")

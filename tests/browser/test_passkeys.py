@@ -134,7 +134,7 @@ async def test_a_removed_passkey_no_longer_signs_in(chromium, passkey_service):
     await sign_in_with_password(page, passkey_service)
     await page.goto(passkey_service.url("/account"))
     async with page.expect_navigation():
-        await page.click("ul.passkeys form button")
+        await page.click("ul.passkeys form.remove button")
     assert page.url == passkey_service.url("/account?done=passkey")
     assert await page.locator("ul.passkeys li.factor").count() == 0
     await page.context.clear_cookies()
@@ -257,3 +257,75 @@ async def test_a_replayed_assertion_is_refused(chromium, passkey_service):
     await page.goto(passkey_service.url("/login"))
     again = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": credential}])
     assert again["status"] == 401 and again["body"]["error"] == "invalid_credentials", again
+
+
+async def test_the_confirmation_page_accepts_a_passkey_and_goes_back(chromium, passkey_service, clock):
+    """Long after signing in, adding or removing a passkey first asks to confirm it is you, and "Use a
+    passkey" on that page does; the same authenticator then cannot add a second passkey for the same
+    account (excludeCredentials), and the removal goes through."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await sign_in_with_password(page, passkey_service)
+    clock.advance(passkey_service.settings.sessions.step_up_window + 1)
+    await page.goto(passkey_service.url("/account"))
+    async with page.expect_navigation(url="**/account/confirm?next=%2Faccount"):
+        await page.click("#passkey-add button")
+    async with page.expect_navigation(url=passkey_service.url("/account")):
+        await page.click("#passkey-confirm button")
+    await page.click("#passkey-add button")
+    error = page.locator("#passkey-add [data-passkey-error]")
+    await error.wait_for(state="visible")
+    assert await page.locator("ul.passkeys li.factor").count() == 1
+    clock.advance(passkey_service.settings.sessions.step_up_window + 1)
+    async with page.expect_navigation(url="**/account/confirm?next=%2Faccount"):
+        await page.click("ul.passkeys form.remove button")  # the form, without JavaScript's help
+    async with page.expect_navigation(url=passkey_service.url("/account")):
+        await page.click("#passkey-confirm button")
+    async with page.expect_navigation(url=passkey_service.url("/account?done=passkey")):
+        await page.click("ul.passkeys form.remove button")
+    assert await page.locator("ul.passkeys li.factor").count() == 0
+
+
+async def test_a_disabled_user_cannot_sign_in_with_a_passkey(chromium, passkey_service):
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await passkey_service.app[appkeys.accounts].disable("alice")
+    assert "could not be used" in await refused_by_button(page, passkey_service)
+
+
+async def test_two_open_ceremonies_each_keep_their_challenge(chromium, passkey_service):
+    """Autofill's pending request and a click of the button, or two tabs: the later options do not
+    spoil the earlier ones, and each challenge is answered once."""
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await page.goto(passkey_service.url("/login"))
+    options_url = passkey_service.url("/login/passkey/options")
+    first = (await page.evaluate(POST_JSON, [options_url, {}]))["body"]
+    second = (await page.evaluate(POST_JSON, [options_url, {}]))["body"]
+    assert first["challenge"] != second["challenge"]
+    answer = await page.evaluate(ASSERT, [first])
+    verdict = await page.evaluate(POST_JSON, [passkey_service.url("/login/passkey"), {"credential": answer}])
+    assert verdict["status"] == 200, verdict
+
+
+async def test_a_passkey_is_renamed_by_its_form_and_by_the_api(chromium, passkey_service):
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    await sign_in_with_password(page, passkey_service)
+    await page.goto(passkey_service.url("/account"))
+    await page.fill("ul.passkeys form.rename input[name=name]", "Old laptop")
+    async with page.expect_navigation(url=passkey_service.url("/account?done=renamed")):
+        await page.click("ul.passkeys form.rename button")
+    assert await page.inner_text("ul.passkeys li.factor .device") == "Old laptop"
+    [listed] = (await page.evaluate("async (url) => (await fetch(url)).json()",
+                                    passkey_service.url("/api/passkeys")))["passkeys"]
+    renamed = await page.evaluate("""async ([url, name]) => {
+      const token = document.querySelector('meta[name="csrf-token"]').content;
+      const response = await fetch(url, {method: 'PATCH', body: JSON.stringify({name}),
+                                         headers: {'Content-Type': 'application/json', 'X-CSRF-Token': token}});
+      return response.status;
+    }""", [passkey_service.url(f"/api/passkeys/{listed['id']}"), "Spare key"])
+    assert renamed == 204
+    [listed] = (await page.evaluate("async (url) => (await fetch(url)).json()",
+                                    passkey_service.url("/api/passkeys")))["passkeys"]
+    assert listed["name"] == "Spare key"

@@ -81,7 +81,8 @@ CONTENT_TYPES = [None, b"application/json", b"application/x-www-form-urlencoded"
 FIELDS = ["username", "password", "current", "new", "confirm", "next", "csrf", "credential", "name", "remember"]
 # The passkey routes (core/passkeys.py), listed so that the fuzzing of each is asserted, not assumed.
 PASSKEY_ROUTES = {"/login/passkey/options", "/login/passkey", "/account/passkeys/options", "/account/passkeys",
-                  "/account/passkeys/{credential_id}/remove", "/api/passkeys", "/api/passkeys/{credential_id}",
+                  "/account/passkeys/{credential_id}/remove",
+                  "/account/passkeys/{credential_id}/rename", "/api/passkeys", "/api/passkeys/{credential_id}",
                   "/account/confirm/passkey/options", "/account/confirm/passkey"}
 
 

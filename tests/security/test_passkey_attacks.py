@@ -108,6 +108,7 @@ async def test_an_unknown_credential_and_a_bad_signature_get_the_same_answer(att
 # Every passkey route that changes something; "{id}" is filled with a credential id of the right form.
 SIGNED_IN_ROUTES = [("POST", "/account/passkeys/options"), ("POST", "/account/passkeys"),
                     ("POST", "/account/passkeys/{id}/remove"), ("DELETE", "/api/passkeys/{id}"),
+                    ("POST", "/account/passkeys/{id}/rename"), ("PATCH", "/api/passkeys/{id}"),
                     ("POST", "/account/confirm/passkey/options"), ("POST", "/account/confirm/passkey")]
 LOGIN_ROUTES = [("POST", "/login/passkey/options"), ("POST", "/login/passkey")]
 CREDENTIAL_ID = _b64(b"x" * 32)

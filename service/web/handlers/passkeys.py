@@ -10,7 +10,7 @@ from aiohttp import web
 from ...errors import InvalidInput
 from ...storage.passkeys import Passkey
 from .. import appkeys
-from ..negotiate import client, read_object, wants_html
+from ..negotiate import client, read_fields, read_object, wants_html
 from ..pipeline import require_user
 from .confirm import stepped_up
 
@@ -94,6 +94,16 @@ async def remove(request: web.Request) -> web.StreamResponse:
     await request.app[appkeys.passkeys].remove(user, request.match_info["credential_id"])
     if wants_html(request):
         return web.Response(status=303, headers={"Location": f"{request.app[appkeys.paths].account}?done=passkey"})
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.StreamResponse:
+    """The account page's form (field ``name``, 303 back) or ``PATCH /api/passkeys/{id}`` (JSON, 204)."""
+    user = require_user(request)
+    fields = await read_fields(request, "name")
+    await request.app[appkeys.passkeys].rename(user, request.match_info["credential_id"], fields["name"])
+    if wants_html(request):
+        return web.Response(status=303, headers={"Location": f"{request.app[appkeys.paths].account}?done=renamed"})
     return web.Response(status=204)
 
 
