@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Page
 
 from service.settings import Settings
 from service.web import appkeys
+from tests.support.axe import require_axe, violations
 from tests.support.metrics import scrape, value
 from tests.support.ports import free_port
 from tests.support.sign_in import PASSWORD
@@ -329,3 +330,21 @@ async def test_a_passkey_is_renamed_by_its_form_and_by_the_api(chromium, passkey
     [listed] = (await page.evaluate("async (url) => (await fetch(url)).json()",
                                     passkey_service.url("/api/passkeys")))["passkeys"]
     assert listed["name"] == "Spare key"
+
+
+async def test_the_passkey_controls_meet_wcag_22_aa(chromium, passkey_service):
+    """The pages as they look with passkeys: the button on the login page, the list with its rename and
+    remove forms and the add control on the account page, "Use a passkey" on the confirmation page."""
+    source = require_axe()
+    page, _ = await registered(chromium, passkey_service)
+    await without_autofill(page)
+    found = {}
+    await page.goto(passkey_service.url("/login"))
+    await page.locator("#passkey-signin").wait_for(state="visible")
+    found["login"] = await violations(page, source)
+    await sign_in_with_password(page, passkey_service)
+    for path, control in (("/account", "#passkey-add"), ("/account/confirm?next=/account", "#passkey-confirm")):
+        await page.goto(passkey_service.url(path))
+        await page.locator(control).wait_for(state="visible")
+        found[path] = await violations(page, source)
+    assert {name: problems for name, problems in found.items() if problems} == {}
