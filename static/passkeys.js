@@ -89,38 +89,35 @@
     }
   }
 
-  // Account page: add a passkey under the name typed.
-  const add = document.getElementById("passkey-add");
-  if (add) {
-    add.hidden = false;
-    add.querySelector("button").addEventListener("click", async () => {
-      show(add, "");
+  // A button that runs one ceremony, showing what went wrong beside it.
+  function ceremony(id, run) {
+    const box = document.getElementById(id);
+    if (!box) return;
+    box.hidden = false;
+    box.querySelector("button").addEventListener("click", async () => {
+      show(box, "");
       try {
-        const options = creationOptions(await post(add.dataset.options));
-        const credential = await navigator.credentials.create({publicKey: options});
-        await post(add.dataset.register, {credential: credentialJSON(credential),
-                                          name: document.getElementById("passkey-name").value});
-        window.location.assign(add.dataset.done);
+        await run(box);
       } catch (error) {
-        failed(add, error);
+        failed(box, error);
       }
     });
   }
 
+  // Account page: add a passkey under the name typed.
+  ceremony("passkey-add", async (add) => {
+    const options = creationOptions(await post(add.dataset.options));
+    const credential = await navigator.credentials.create({publicKey: options});
+    await post(add.dataset.register, {credential: credentialJSON(credential),
+                                      name: document.getElementById("passkey-name").value});
+    window.location.assign(add.dataset.done);
+  });
+
   // Confirmation page: a passkey instead of the password.
-  const confirm = document.getElementById("passkey-confirm");
-  if (confirm) {
-    confirm.hidden = false;
-    confirm.querySelector("button").addEventListener("click", async () => {
-      show(confirm, "");
-      try {
-        const options = requestOptions(await post(confirm.dataset.options));
-        const credential = await navigator.credentials.get({publicKey: options});
-        await post(confirm.dataset.verify, {credential: credentialJSON(credential), next: confirm.dataset.next});
-        window.location.assign(confirm.dataset.next);
-      } catch (error) {
-        failed(confirm, error);
-      }
-    });
-  }
+  ceremony("passkey-confirm", async (confirm) => {
+    const options = requestOptions(await post(confirm.dataset.options));
+    const credential = await navigator.credentials.get({publicKey: options});
+    await post(confirm.dataset.verify, {credential: credentialJSON(credential), next: confirm.dataset.next});
+    window.location.assign(confirm.dataset.next);
+  });
 })();

@@ -3,6 +3,7 @@ sessions.step_up_window; a refresh never counts as one, confirming it is you doe
 
 from __future__ import annotations
 
+import jwt
 import pytest
 
 from service.core.access_tokens import TokenCodec
@@ -13,9 +14,8 @@ from tests.support.totp import JSON, enrol
 WINDOW = 600  # the default sessions.step_up_window
 
 
-def auth_time(client, settings) -> int:
+def auth_time(client) -> int:
     """The access cookie's auth_time claim, read without verifying (the test owns the token)."""
-    import jwt
     return int(jwt.decode(cookie(client, "access"), options={"verify_signature": False})["auth_time"])
 
 
@@ -45,11 +45,11 @@ async def test_after_the_window_the_change_asks_to_confirm_and_changes_nothing(c
 async def test_a_refresh_never_moves_auth_time(client, make_user, clock, settings):
     await make_user()
     await login(client)
-    signed_in = auth_time(client, settings)
+    signed_in = auth_time(client)
     for _ in range(3):
         clock.advance(WINDOW / 2)
         assert (await client.post("/auth/refresh", headers=JSON)).status == 200
-        assert auth_time(client, settings) == signed_in
+        assert auth_time(client) == signed_in
     assert (await change_password(client)).status == 403
 
 
@@ -63,7 +63,7 @@ async def test_confirming_with_the_password_moves_auth_time_and_allows_the_chang
     assert wrong.status == 400
     confirmed = await client.post("/api/step-up", json={"password": PASSWORD}, headers={**JSON, "X-CSRF-Token": token})
     assert confirmed.status == 200
-    assert (await confirmed.json())["auth_time"] == int(clock()) == auth_time(client, settings)
+    assert (await confirmed.json())["auth_time"] == int(clock()) == auth_time(client)
     assert (await change_password(client)).status == 204
     clock.advance(WINDOW + 1)  # and the step-up lasts only the window, across refreshes too
     assert (await change_password(client, "yet another passphrase")).status == 403

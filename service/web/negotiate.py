@@ -66,13 +66,9 @@ async def read_fields(request: web.BaseRequest, *names: str, flags: Mapping[str,
     Raises:
         InvalidInput: the body is not a form or a JSON object, is too large, or a field is not a string.
     """
+    body: dict[str, Any]
     if request.content_type == "application/json":
-        try:
-            body: Any = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidInput("the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidInput("the body must be a JSON object")
+        body = await _json_object(request)
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         body = dict(await form(request))
     else:
@@ -96,16 +92,21 @@ async def read_object(request: web.BaseRequest) -> dict[str, Any]:
     """
     if request.content_type != "application/json":
         raise InvalidInput("send JSON")
+    body = await _json_object(request)
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):  # lone surrogates ("\ud800"), or too deep to write again
+        raise InvalidInput("the body must be valid Unicode text") from None
+    return body
+
+
+async def _json_object(request: web.BaseRequest) -> dict[str, Any]:
     try:
         body: Any = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
-    try:
-        json.dumps(body, ensure_ascii=False).encode()
-    except (UnicodeEncodeError, RecursionError):  # lone surrogates ("\ud800"), or too deep to write again
-        raise InvalidInput("the body must be valid Unicode text") from None
     return body
 
 

@@ -30,6 +30,8 @@ class Paths:
         # Pre-session JSON endpoints of a passkey sign-in: CSRF-checked like the login form (pipeline.py).
         self.passkey_login = self.login + "/passkey"
         self.passkey_login_options = self.passkey_login + "/options"
+        # Pre-session too, but JSON only (the passkey sign-in's two steps): see pipeline._check_csrf.
+        self.json_sign_in = frozenset({self.passkey_login, self.passkey_login_options})
         self.passkeys = self.account + "/passkeys"
         self.refresh_scope = self.prefix + settings.cookies.refresh_path
         self.refresh = self.refresh_scope + "/refresh"

@@ -162,7 +162,7 @@ async def _check_csrf(request: web.Request, tokens: CsrfTokens, cookies: CookieP
         return  # only the path-scoped refresh cookie rides here, and the hop replays bodies we never read
     state = request[appkeys.auth_state]
     claims = state.user or state.expired
-    if request.path in (paths.passkey_login, paths.passkey_login_options):
+    if request.path in paths.json_sign_in:
         # Pre-session, like the login form, but JSON only: a cross-site page cannot send a JSON body
         # without a CORS preflight, which we never grant; its Origin and Sec-Fetch-Site failed above.
         if request.content_type != "application/json":

@@ -12,16 +12,8 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.support.axe import require_axe, violations
-from tests.support.browser import VIEWPORTS, LiveService
+from tests.support.browser import VIEWPORTS, LiveService, submit
 from tests.support.sign_in import PASSWORD
-
-
-async def submit(page: Page, button: str = "button[type=submit]") -> int:
-    async with page.expect_navigation() as landed:
-        await page.click(button)
-    response = await landed.value
-    assert response is not None
-    return response.status
 
 
 async def sign_in(page: Page, service: LiveService, password: str = PASSWORD) -> int:

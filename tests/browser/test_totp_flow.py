@@ -6,16 +6,8 @@ from __future__ import annotations
 import pyotp
 from playwright.async_api import Page
 
-from tests.support.browser import LiveService
+from tests.support.browser import LiveService, submit
 from tests.support.sign_in import PASSWORD
-
-
-async def submit(page: Page, button: str = "button[type=submit]") -> int:
-    async with page.expect_navigation() as landed:
-        await page.click(button)
-    response = await landed.value
-    assert response is not None
-    return response.status
 
 
 async def password_step(page: Page, service: LiveService) -> int:

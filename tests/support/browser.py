@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from service.clock import SettableClock
 from service.settings import Settings
@@ -87,3 +87,12 @@ def add_test_routes(app: web.Application, echoed: list[dict[str, str]]) -> None:
 
     routes.add(app, "GET", "/test/form", form, "form")
     routes.add(app, "POST", "/test/echo", echo, "echo")
+
+
+async def submit(page: Page, button: str = "button[type=submit]") -> int:
+    """Click ``button`` and wait for the navigation it starts: the status of the page landed on."""
+    async with page.expect_navigation() as landed:
+        await page.click(button)
+    response = await landed.value
+    assert response is not None
+    return response.status

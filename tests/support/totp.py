@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from service.clock import SettableClock
 
-from .sign_in import csrf_token
+from .sign_in import PASSWORD, csrf_token
 
 JSON = {"Accept": "application/json"}
 
@@ -45,7 +45,6 @@ async def enrol(client: TestClient, clock: SettableClock) -> App:
 
 async def password_step(client: TestClient, name: str = "alice", password: str | None = None, **extra: object) -> str:
     """The first step of a JSON sign-in with TOTP on: the pending sign-in's name (202, no cookies)."""
-    from .sign_in import PASSWORD
     response = await client.post("/login", json={"username": name, "password": password or PASSWORD, **extra})
     assert response.status == 202, await response.text()
     assert "Set-Cookie" not in response.headers
